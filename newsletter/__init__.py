@@ -1,0 +1,3 @@
+"""newsletter: collect news briefs, publish Atom feeds and send email digests."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""The `newsletter` command: a thin layer over the library, one module per command group.
+
+Each command module exposes `register(subparsers)`, which adds its parser and sets
+`handler(ctx, args) -> int` as the parser's default. Errors from the library become one
+clear line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from newsletter import __version__
+from newsletter.cli.context import Context
+from newsletter.errors import NewsletterError
+from newsletter.logs import setup_logging
+
+COMMAND_MODULES = [
+    "newsletter.cli.status",
+    "newsletter.cli.db",
+    "newsletter.cli.serve",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsletter",
+        description="Collect news briefs, publish Atom feeds and send email digests.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="config file (default: $NEWSLETTER_CONFIG or ./config.toml)")
+    parser.add_argument("--log-json", action="store_true", help="log one JSON object per line on stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("--version", action="version", version=f"newsletter {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(json_lines=args.log_json, verbose=args.verbose)
+    ctx = Context.from_args(args)
+    try:
+        return args.handler(ctx, args)
+    except NewsletterError as exc:
+        print(f"newsletter: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("newsletter: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        ctx.close()
+        logging.shutdown()

@@ -1,0 +1,52 @@
+"""`newsletter status`: sources, editions, mailings and their counts."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from newsletter import status
+from newsletter.cli.context import Context
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("status", help="show sources, editions, mailings and their counts")
+    parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    report = status.gather(ctx.config, ctx.engine)
+    if args.json:
+        ctx.print_json(report)
+        return 0
+    sources = Table(title="Sources")
+    for column in ("source", "kind", "briefs", "last success", "last run", "last error"):
+        sources.add_column(column)
+    for s in report["sources"]:
+        sources.add_row(
+            s["name"], s["kind"], str(s["briefs"]), s["last_success_at"] or "never",
+            s["last_run_at"] or "never", s["last_error"] or "",
+        )
+    editions = Table(title="Editions")
+    for column in ("edition", "language", "schedule", "last mailing", "next due"):
+        editions.add_column(column)
+    for e in report["editions"]:
+        editions.add_row(
+            e["name"], e["language"], f"{e['schedule']} {e['timezone']}", e["last_mailing_at"] or "never",
+            e["next_due_at"] or "",
+        )
+    mailings = Table(title="Mailings")
+    for column in ("id", "edition", "status", "briefs", "pending", "sent", "failed", "suppressed", "created"):
+        mailings.add_column(column)
+    for m in report["mailings"]:
+        d = m["deliveries"]
+        status_text = m["status"] + (f" ({m['paused_reason']})" if m["paused_reason"] else "")
+        mailings.add_row(
+            str(m["id"]), m["edition"], status_text, str(m["briefs"]), str(d["pending"] + d["sending"]),
+            str(d["sent"]), str(d["failed"]), str(d["suppressed"]), m["created_at"],
+        )
+    for table in (sources, editions, mailings):
+        ctx.out.print(table)
+    return 0

@@ -1,0 +1,93 @@
+"""Opening the store and keeping its schema current with Alembic."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from newsletter.errors import StoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    path = url.database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Let SQLAlchemy's begin event own transactions (pysqlite's own handling defers BEGIN).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading
+        # a read lock to a write lock (SQLITE_BUSY that busy_timeout cannot resolve).
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_engine(url: str) -> sa.Engine:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise StoreError(f"store.url = {url!r}: not a database URL ({exc})") from exc
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    raise StoreError(f"store.url = {url!r}: expected a sqlite:// or postgresql:// URL")
+
+
+def _alembic_config(engine: sa.Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def _current_and_head(engine: sa.Engine) -> tuple[str | None, str]:
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, script.get_current_head()
+
+
+def upgrade(engine: sa.Engine) -> tuple[str | None, str]:
+    """Apply pending migrations; returns (revision before, revision after)."""
+    try:
+        before, head = _current_and_head(engine)
+        if before != head:
+            command.upgrade(_alembic_config(engine), "head")
+    except sa.exc.OperationalError as exc:
+        raise StoreError(f"cannot open or migrate the store {engine.url!r}: {exc.orig}") from exc
+    return before, head
+
+
+def open_store(url: str, *, migrate: bool = True) -> sa.Engine:
+    """An engine for the store, migrated to the newest schema on first use."""
+    engine = create_engine(url)
+    if migrate:
+        upgrade(engine)
+    return engine

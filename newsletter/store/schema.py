@@ -1,0 +1,211 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations under `migrations/` create them.
+
+Every timestamp is stored in UTC and read back as an aware UTC datetime, on SQLite
+as on PostgreSQL, so no stage has to guess a zone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """An aware UTC datetime; naive values are refused rather than guessed."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store; use an aware UTC datetime")
+        value = value.astimezone(timezone.utc)
+        # SQLite has no zone type: store naive UTC text that sorts correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    # Conditional-GET validators per URL: {url: {"etag": ..., "last_modified": ...}}.
+    sa.Column("validators", sa.JSON, nullable=False, default=dict),
+    # WordPress: modified_gmt high-water mark of the last successful run (modified_after).
+    sa.Column("cursor", sa.String(64)),
+    sa.Column("last_run_at", UTCDateTime),
+    sa.Column("last_success_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    # {"new": n, "updated": n, "unchanged": n} of the last run.
+    sa.Column("last_counts", sa.JSON),
+)
+
+briefs = sa.Table(
+    "briefs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(100), nullable=False),
+    # Stable id within the source: the WordPress post id, else the canonical URL.
+    sa.Column("key", sa.String(2048), nullable=False),
+    # The Atom entry id (a tag URI); fixed when the brief is first stored, never rewritten.
+    sa.Column("guid", sa.String(2048), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("authors", sa.JSON, nullable=False, default=list),
+    sa.Column("published_at", UTCDateTime, nullable=False),
+    sa.Column("modified_at", UTCDateTime, nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("countries", sa.JSON, nullable=False, default=list),
+    sa.Column("tags", sa.JSON, nullable=False, default=list),
+    # Sanitised HTML fragments.
+    sa.Column("lede", sa.Text, nullable=False, default=""),
+    sa.Column("analysis", sa.Text, nullable=False, default=""),
+    sa.Column("image_url", sa.String(2048)),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    # When we first stored it: editions pick briefs by this, so a late-collected brief is never lost.
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("source", "key", name="uq_briefs_source_key"),
+    sa.Index("ix_briefs_language_published", "language", "published_at"),
+    sa.Index("ix_briefs_first_seen", "first_seen_at"),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # Normalised with email-validator (domain lower-cased, IDNA).
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("language", sa.String(8), nullable=False),
+    # Empty list: every edition of the subscriber's language.
+    sa.Column("editions", sa.JSON, nullable=False, default=list),
+    # Empty list: every country.
+    sa.Column("countries", sa.JSON, nullable=False, default=list),
+    # pending | active | unsubscribed | bounced | complained
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("soft_bounces", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Column("unsubscribed_at", UTCDateTime),
+    sa.Index("ix_subscribers_status", "status"),
+)
+
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    # subscribe | confirm | import | preferences | unsubscribe
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("ip", sa.String(64)),
+    sa.Column("user_agent", sa.String(512)),
+    sa.Column("form_version", sa.String(64)),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Column("detail", sa.JSON),
+    sa.Index("ix_consents_subscriber", "subscriber_id"),
+)
+
+# Wins over everything: an address here is never mailed, whatever its subscriber row says.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("email", sa.String(320), primary_key=True),
+    # hard_bounce | complaint | unsubscribed | manual | erased
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("detail", sa.Text),
+)
+
+mailings = sa.Table(
+    "mailings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("edition", sa.String(100), nullable=False),
+    # The schedule slot it fills (ISO time of the due run) or "manual-<time>": one mailing per slot.
+    sa.Column("slot", sa.String(64), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    # sending | paused | done | cancelled
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("paused_reason", sa.Text),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("preheader", sa.Text, nullable=False, default=""),
+    # Frozen, ordered list of brief ids.
+    sa.Column("brief_ids", sa.JSON, nullable=False),
+    # briefs.first_seen_at high-water mark this mailing covered; the next one starts after it.
+    sa.Column("cutoff", UTCDateTime, nullable=False),
+    # Rendered once, with personalisation placeholders; frozen after the first delivery.
+    sa.Column("html", sa.Text),
+    sa.Column("text", sa.Text),
+    sa.Column("content_hash", sa.String(64)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.UniqueConstraint("edition", "slot", name="uq_mailings_edition_slot"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
+    sa.Column("email", sa.String(320), nullable=False),
+    # pending | sending | sent | failed | suppressed
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    # Which worker claimed it and when: a crashed worker's claim expires and is retaken.
+    sa.Column("claimed_by", sa.String(128)),
+    sa.Column("claimed_at", UTCDateTime),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("provider_message_id", sa.String(256)),
+    sa.UniqueConstraint("mailing_id", "email", name="uq_deliveries_mailing_email"),
+    sa.Index("ix_deliveries_mailing_state", "mailing_id", "state"),
+)
+
+# Named leases held in the store, so two processes (or machines) never do one job at once.
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# What providers and recipients told us: bounces, complaints, unsubscribes.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    # hard_bounce | soft_bounce | complaint | unsubscribe | delivered ...
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("provider", sa.String(32)),
+    sa.Column("detail", sa.JSON),
+    sa.Index("ix_events_email", "email"),
+)

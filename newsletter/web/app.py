@@ -1,0 +1,32 @@
+"""The ASGI application `newsletter serve` runs: each concern contributes its routes."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from newsletter.config import Config
+
+
+async def health(request: Request) -> JSONResponse:
+    """Liveness and store reachability, for load balancers and monitors."""
+    engine: sa.Engine = request.app.state.engine
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        return JSONResponse({"status": "error", "store": str(exc.__class__.__name__)}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(config: Config, engine: sa.Engine) -> Starlette:
+    routes: list[BaseRoute] = [
+        Route("/health", health, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.config = config
+    app.state.engine = engine
+    return app
