@@ -1,0 +1,1 @@
+"""Sending: transports, the delivery ledger and the dispatcher."""
