@@ -196,6 +196,21 @@ locks = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# Every scheduled slot the scheduler handled, with news or without, so a restart (or
+# `run --once` from cron) carries on after the last one instead of re-running or skipping.
+schedule_slots = sa.Table(
+    "schedule_slots",
+    metadata,
+    sa.Column("edition", sa.String(100), primary_key=True),
+    # The slot's due instant in UTC, ISO form (the mailing's slot id).
+    sa.Column("slot", sa.String(64), primary_key=True),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("handled_at", UTCDateTime, nullable=False),
+    # mailing | no-news
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="SET NULL")),
+)
+
 # What providers and recipients told us: bounces, complaints, unsubscribes.
 events = sa.Table(
     "events",

@@ -81,6 +81,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mailings')),
     sa.UniqueConstraint('edition', 'slot', name='uq_mailings_edition_slot')
     )
+    op.create_table('schedule_slots',
+    sa.Column('edition', sa.String(length=100), nullable=False),
+    sa.Column('slot', sa.String(length=64), nullable=False),
+    sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('outcome', sa.String(length=16), nullable=False),
+    sa.Column('mailing_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['mailing_id'], ['mailings.id'], name=op.f('fk_schedule_slots_mailing_id_mailings'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('edition', 'slot', name=op.f('pk_schedule_slots'))
+    )
     op.create_table('sources',
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('validators', sa.JSON(), nullable=False),
@@ -171,6 +181,7 @@ def downgrade() -> None:
 
     op.drop_table('subscribers')
     op.drop_table('sources')
+    op.drop_table('schedule_slots')
     op.drop_table('mailings')
     op.drop_table('locks')
     with op.batch_alter_table('events', schema=None) as batch_op:
