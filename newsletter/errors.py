@@ -33,5 +33,9 @@ class TransportError(NewsletterError):
         self.retry_after = retry_after
 
 
+class SubscriberError(NewsletterError):
+    """An address or a subscriber's fields are invalid, or the change is not allowed (suppressed)."""
+
+
 class LockedError(NewsletterError):
     """Another process holds the lock for this work."""

@@ -1,0 +1,38 @@
+"""Who receives a mailing: streamed from the store, never held in memory all at once."""
+
+from __future__ import annotations
+
+from typing import Collection, Iterator
+
+import sqlalchemy as sa
+
+from newsletter.config import EditionConfig
+from newsletter.recipients import Recipient
+from newsletter.store import schema
+
+S = schema.subscribers
+X = schema.suppressions
+_BATCH = 2000
+
+
+def audience(conn: sa.Connection, edition: EditionConfig, countries: Collection[str]) -> Iterator[Recipient]:
+    """Active, unsuppressed subscribers of `edition`'s language who want it, ordered by id.
+
+    A subscriber wants it when their editions list is empty or names the edition, and their
+    countries of interest are empty or meet `countries` (the mailing's brief countries).
+    The JSON lists are checked here rather than in SQL so SQLite and PostgreSQL agree.
+    """
+    wanted = set(countries)
+    query = (
+        sa.select(S.c.id, S.c.email, S.c.name, S.c.language, S.c.editions, S.c.countries)
+        .where(S.c.status == "active", S.c.language == edition.language,
+               ~sa.exists().where(X.c.email == S.c.email))
+        .order_by(S.c.id)
+    )
+    result = conn.execution_options(stream_results=True, yield_per=_BATCH).execute(query)
+    for row in result:
+        if row.editions and edition.name not in row.editions:
+            continue
+        if row.countries and wanted.isdisjoint(row.countries):
+            continue
+        yield Recipient(row.id, row.email, row.name, row.language)

@@ -1,0 +1,223 @@
+"""The list itself: adding, confirming, changing and removing subscribers, with their consent.
+
+Every change a person makes (subscribe, confirm, preferences, unsubscribe) leaves a consent
+record with its time, IP, user agent and the version of the wording they saw, so the
+publisher can show when and how each address agreed. Functions take an open transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from newsletter.errors import SubscriberError
+from newsletter.store import schema, utcnow
+from newsletter.subscribers.address import erased_key, normalise
+from newsletter.subscribers.profile import Profile
+from newsletter.subscribers.suppression import lift_unsubscribe, record_event, suppress, suppression_reason
+
+S = schema.subscribers
+C = schema.consents
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Where a consent action came from."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    form_version: str | None = None
+
+
+def find(conn: sa.Connection, email: str) -> sa.Row | None:
+    return conn.execute(sa.select(S).where(S.c.email == email)).one_or_none()
+
+
+def get(conn: sa.Connection, subscriber_id: int) -> sa.Row | None:
+    return conn.execute(sa.select(S).where(S.c.id == subscriber_id)).one_or_none()
+
+
+def _profile_values(profile: Profile) -> dict[str, Any]:
+    return {"name": profile.name, "language": profile.language, "editions": list(profile.editions),
+            "countries": list(profile.countries)}
+
+
+def add_consent(conn: sa.Connection, subscriber_id: int, action: str, consent: Consent, *,
+                at: datetime | None = None, confirmed_at: datetime | None = None,
+                detail: dict[str, Any] | None = None) -> None:
+    conn.execute(sa.insert(C).values(
+        subscriber_id=subscriber_id, action=action, at=at or utcnow(), ip=consent.ip,
+        user_agent=(consent.user_agent or None) and consent.user_agent[:512],
+        form_version=consent.form_version, confirmed_at=confirmed_at, detail=detail,
+    ))
+
+
+@dataclass(frozen=True)
+class SubscribeOutcome:
+    subscriber_id: int | None
+    send_confirmation: bool  # False: already active, or suppressed; the page says the same anyway
+
+
+def request_subscription(conn: sa.Connection, email: str, profile: Profile, consent: Consent) -> SubscribeOutcome:
+    """A person asked to subscribe on the form: pending until they confirm by email.
+
+    The chosen profile waits in the consent record and is applied at confirmation, so a
+    stranger typing someone's address changes nothing of an existing subscription.
+    """
+    email = normalise(email)
+    reason = suppression_reason(conn, email)
+    if reason is not None and reason not in ("unsubscribed", "manual"):
+        return SubscribeOutcome(None, False)
+    row = find(conn, email)
+    now = utcnow()
+    if row is None:
+        subscriber_id = conn.execute(sa.insert(S).values(
+            email=email, status="pending", soft_bounces=0, created_at=now, updated_at=now,
+            **_profile_values(profile),
+        ).returning(S.c.id)).scalar_one()
+    elif row.status == "active":
+        return SubscribeOutcome(row.id, False)
+    elif row.status in ("bounced", "complained"):
+        return SubscribeOutcome(None, False)
+    else:
+        subscriber_id = row.id
+    add_consent(conn, subscriber_id, "subscribe", consent, at=now, detail={"profile": _profile_values(profile)})
+    return SubscribeOutcome(subscriber_id, True)
+
+
+def confirm(conn: sa.Connection, subscriber_id: int, consent: Consent) -> sa.Row | None:
+    """Activate after the person opened their confirmation link; None when nothing awaits confirming.
+
+    Only a subscription request made since the last unsubscribe can be confirmed, so an old
+    confirmation link cannot undo a later unsubscribe.
+    """
+    row = get(conn, subscriber_id)
+    if row is None:
+        return None
+    if row.status == "active":
+        return row
+    if row.status not in ("pending", "unsubscribed"):
+        return None
+    query = sa.select(C).where(C.c.subscriber_id == subscriber_id, C.c.action == "subscribe",
+                               C.c.confirmed_at.is_(None))
+    if row.unsubscribed_at is not None:
+        query = query.where(C.c.at > row.unsubscribed_at)
+    request = conn.execute(query.order_by(C.c.id.desc()).limit(1)).one_or_none()
+    if request is None:
+        return None
+    if suppression_reason(conn, row.email) not in (None, "unsubscribed", "manual"):
+        return None
+    now = utcnow()
+    conn.execute(sa.update(C).where(C.c.id == request.id).values(confirmed_at=now))
+    profile = (request.detail or {}).get("profile", {})
+    conn.execute(sa.update(S).where(S.c.id == subscriber_id).values(
+        status="active", confirmed_at=now, updated_at=now, unsubscribed_at=None, soft_bounces=0, **profile,
+    ))
+    lift_unsubscribe(conn, row.email)
+    add_consent(conn, subscriber_id, "confirm", consent, at=now, confirmed_at=now,
+                detail={"request_id": request.id})
+    return get(conn, subscriber_id)
+
+
+def update_preferences(conn: sa.Connection, subscriber_id: int, profile: Profile, consent: Consent) -> None:
+    conn.execute(sa.update(S).where(S.c.id == subscriber_id).values(updated_at=utcnow(), **_profile_values(profile)))
+    add_consent(conn, subscriber_id, "preferences", consent, detail={"profile": _profile_values(profile)})
+
+
+def unsubscribe(conn: sa.Connection, subscriber_id: int, consent: Consent, *, how: str) -> None:
+    """Stop mailing at once; `how` says which way they left (page, one-click, ...)."""
+    row = get(conn, subscriber_id)
+    if row is None:
+        return
+    suppress(conn, row.email, "unsubscribed", how)
+    add_consent(conn, subscriber_id, "unsubscribe", consent, detail={"how": how})
+    record_event(conn, "unsubscribe", row.email, None, {"how": how})
+
+
+def add(conn: sa.Connection, email: str, profile: Profile, consent: Consent, *, source: str) -> tuple[int, bool]:
+    """An operator adds (or updates) an active subscriber; (id, created).
+
+    Refused for an address that left, bounced, complained or was erased: only the person can
+    come back, through the subscribe form.
+    """
+    email = normalise(email)
+    reason = suppression_reason(conn, email)
+    if reason is not None:
+        raise SubscriberError(f"{email} is suppressed ({reason}); it is never re-activated by an operator")
+    row = find(conn, email)
+    now = utcnow()
+    if row is not None and row.status not in ("pending", "active"):
+        raise SubscriberError(f"{email} is {row.status}; it is never re-activated by an operator")
+    if row is None:
+        subscriber_id = conn.execute(sa.insert(S).values(
+            email=email, status="active", soft_bounces=0, created_at=now, updated_at=now, confirmed_at=now,
+            **_profile_values(profile),
+        ).returning(S.c.id)).scalar_one()
+    else:
+        subscriber_id = row.id
+        conn.execute(sa.update(S).where(S.c.id == row.id).values(
+            status="active", updated_at=now, confirmed_at=row.confirmed_at or now, **_profile_values(profile)))
+    add_consent(conn, subscriber_id, "add", consent, at=now, confirmed_at=now, detail={"source": source})
+    return subscriber_id, row is None
+
+
+def remove(conn: sa.Connection, email: str) -> None:
+    """An operator takes an address off the list for good (suppressed, reason `manual`)."""
+    email = normalise(email)
+    row = find(conn, email)
+    if row is None and suppression_reason(conn, email) is None:
+        raise SubscriberError(f"{email} is not on the list")
+    suppress(conn, email, "manual", "removed by an operator")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def data(conn: sa.Connection, subscriber_id: int) -> dict[str, Any]:
+    """Everything the store holds about one subscriber, as plain JSON-ready data."""
+    row = get(conn, subscriber_id)
+    if row is None:
+        raise SubscriberError(f"no subscriber with id {subscriber_id}")
+    consents = conn.execute(sa.select(C).where(C.c.subscriber_id == subscriber_id).order_by(C.c.id)).all()
+    events = conn.execute(sa.select(schema.events).where(schema.events.c.email == row.email)
+                          .order_by(schema.events.c.id)).all()
+    deliveries = conn.execute(sa.select(schema.deliveries.c.mailing_id, schema.deliveries.c.state,
+                                        schema.deliveries.c.sent_at)
+                              .where(schema.deliveries.c.subscriber_id == subscriber_id)
+                              .order_by(schema.deliveries.c.id)).all()
+    return {
+        "email": row.email, "name": row.name, "language": row.language, "editions": list(row.editions),
+        "countries": list(row.countries), "status": row.status, "soft_bounces": row.soft_bounces,
+        "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
+        "confirmed_at": _iso(row.confirmed_at), "unsubscribed_at": _iso(row.unsubscribed_at),
+        "suppressed": suppression_reason(conn, row.email),
+        "consents": [
+            {"action": c.action, "at": _iso(c.at), "ip": c.ip, "user_agent": c.user_agent,
+             "form_version": c.form_version, "confirmed_at": _iso(c.confirmed_at), "detail": c.detail}
+            for c in consents
+        ],
+        "events": [{"at": _iso(e.at), "kind": e.kind, "provider": e.provider, "detail": e.detail} for e in events],
+        "deliveries": [{"mailing_id": d.mailing_id, "state": d.state, "sent_at": _iso(d.sent_at)}
+                       for d in deliveries],
+    }
+
+
+def erase(conn: sa.Connection, subscriber_id: int) -> None:
+    """Forget a subscriber: only a hash of the address stays, so they are never mailed again.
+
+    The delivery ledger and events keep their counts but lose the address.
+    """
+    row = get(conn, subscriber_id)
+    if row is None:
+        return
+    key = erased_key(row.email)
+    conn.execute(sa.update(schema.deliveries).where(schema.deliveries.c.email == row.email).values(email=key))
+    conn.execute(sa.update(schema.events).where(schema.events.c.email == row.email).values(email=key, detail=None))
+    conn.execute(sa.delete(C).where(C.c.subscriber_id == subscriber_id))
+    conn.execute(sa.delete(S).where(S.c.id == subscriber_id))
+    conn.execute(sa.delete(schema.suppressions).where(schema.suppressions.c.email == row.email))
+    suppress(conn, key, "erased", None)

@@ -1,0 +1,104 @@
+"""The suppression list, which wins over everything, and the bounces that feed it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from newsletter.store import schema, utcnow
+from newsletter.subscribers.address import erased_key, loose
+
+S = schema.subscribers
+X = schema.suppressions
+
+# The status a subscriber takes when their address is suppressed for each reason.
+_STATUS_FOR_REASON = {
+    "hard_bounce": "bounced",
+    "soft_bounce_limit": "bounced",
+    "complaint": "complained",
+    "unsubscribed": "unsubscribed",
+    "manual": "unsubscribed",
+}
+BounceKind = Literal["hard", "soft", "complaint"]
+
+
+def _insert_ignore(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+
+
+def suppression_reason(conn: sa.Connection, email: str) -> str | None:
+    """Why `email` must not be mailed (its own entry, or its erased hash), or None."""
+    return conn.execute(
+        sa.select(X.c.reason).where(X.c.email.in_([email, erased_key(email)])).limit(1)
+    ).scalar_one_or_none()
+
+
+def suppressed_among(conn: sa.Connection, emails: list[str]) -> dict[str, str]:
+    """{email: reason} for the suppressed ones among `emails` (plain or erased entries)."""
+    keys = {erased_key(e): e for e in emails}
+    found: dict[str, str] = {}
+    wanted = list(emails) + list(keys)
+    for start in range(0, len(wanted), 900):
+        chunk = wanted[start:start + 900]
+        for email, reason in conn.execute(sa.select(X.c.email, X.c.reason).where(X.c.email.in_(chunk))):
+            found[keys.get(email, email)] = reason
+    return found
+
+
+def suppress(conn: sa.Connection, email: str, reason: str, detail: str | None = None) -> None:
+    """Never mail `email` again; its subscriber (if any) takes the matching status.
+
+    An address already suppressed keeps its first reason: that is the one that explains it.
+    """
+    email = loose(email)
+    now = utcnow()
+    _insert_ignore(conn, X, [{"email": email, "reason": reason, "created_at": now, "detail": detail}])
+    status = _STATUS_FOR_REASON.get(reason)
+    if status is None:
+        return
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if status == "unsubscribed":
+        values["unsubscribed_at"] = now
+    conn.execute(sa.update(S).where(S.c.email == email, S.c.status.in_(("pending", "active"))).values(**values))
+
+
+def lift_unsubscribe(conn: sa.Connection, email: str) -> None:
+    """A person who left and now confirms a new subscription themselves may be mailed again;
+    bounces, complaints and erasures stay."""
+    conn.execute(sa.delete(X).where(X.c.email == email, X.c.reason.in_(("unsubscribed", "manual"))))
+
+
+def record_event(conn: sa.Connection, kind: str, email: str | None, provider: str | None,
+                 detail: dict[str, Any] | None) -> None:
+    conn.execute(sa.insert(schema.events).values(at=utcnow(), kind=kind, email=email, provider=provider,
+                                                 detail=detail))
+
+
+def record_bounce(conn: sa.Connection, email: str, kind: BounceKind, provider: str,
+                  detail: Any = None, soft_limit: int = 3) -> bool:
+    """Record a bounce or complaint; True when the address is now suppressed.
+
+    Hard bounces and complaints suppress at once. Soft bounces are counted on the
+    subscriber and suppress once `soft_limit` of them have been seen.
+    """
+    if kind not in ("hard", "soft", "complaint"):
+        raise ValueError(f"bounce kind {kind!r}: expected 'hard', 'soft' or 'complaint'")
+    email = loose(email)
+    event_detail = detail if isinstance(detail, dict) else ({"detail": str(detail)} if detail else None)
+    record_event(conn, "complaint" if kind == "complaint" else f"{kind}_bounce", email, provider, event_detail)
+    text = None if detail is None else str(detail)[:2000]
+    if kind == "hard":
+        suppress(conn, email, "hard_bounce", text)
+        return True
+    if kind == "complaint":
+        suppress(conn, email, "complaint", text)
+        return True
+    conn.execute(sa.update(S).where(S.c.email == email).values(soft_bounces=S.c.soft_bounces + 1, updated_at=utcnow()))
+    count = conn.execute(sa.select(S.c.soft_bounces).where(S.c.email == email)).scalar_one_or_none()
+    if count is not None and count >= soft_limit:
+        suppress(conn, email, "soft_bounce_limit", f"{count} soft bounces; last: {text or ''}".strip())
+        return True
+    return False
