@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "newsletter.cli.status",
     "newsletter.cli.db",
     "newsletter.cli.serve",
+    "newsletter.cli.feed",
     "newsletter.cli.subscribers",
 ]
 

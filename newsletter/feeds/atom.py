@@ -1,0 +1,221 @@
+"""Atom 1.0 (RFC 4287) documents from briefs, built with feedgen. Pure: data in, bytes out.
+
+Every value is re-sanitised here, whatever the store holds: text loses markup and the
+characters XML forbids, HTML goes through the allow-list again, every URL is absolute.
+A document's `updated` is its newest entry's, never "now", so rebuilding unchanged briefs
+gives identical bytes (and an unchanged ETag).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from feedgen.entry import FeedEntry
+from feedgen.ext.base import BaseExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from newsletter import __version__
+from newsletter.briefs import Brief
+from newsletter.config import Config
+from newsletter.countries import Countries
+from newsletter.excerpt import excerpt, plain_text
+from newsletter.feeds.plan import Document
+from newsletter.feeds.words import join_names, words
+from newsletter.sanitize import absolute_url, clean_html, clean_text, xml_safe
+
+ATOM_TYPE = "application/atom+xml"
+HISTORY_NS = "http://purl.org/syndication/history/1.0"
+# The summary, and the analysis shown in the content: whole sentences up to this length.
+EXCERPT_CHARS = 600
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Site:
+    """What every document of one build shares: the publication and where feeds are served."""
+
+    config: Config
+    countries: Countries
+
+    def feed_url(self, path: str) -> str:
+        return f"{self.config.publication.public_url.rstrip('/')}/feeds/{path}"
+
+    def home(self, language: str) -> str:
+        """The publisher's site in `language`: its first source in that language, else site_url."""
+        for source in self.config.sources:
+            if source.language == language:
+                return source.url
+        return self.config.publication.site_url
+
+    @property
+    def icon(self) -> str:
+        pub = self.config.publication
+        return self.config.feed.icon_url or pub.logo_url or absolute_url("/favicon.ico", pub.site_url) or pub.site_url
+
+
+class _ArchiveMark(BaseExtension):
+    """RFC 5005 `<fh:archive/>`: this document is an archive page whose entries do not change."""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": HISTORY_NS}
+
+    def extend_atom(self, feed: etree._Element) -> etree._Element:
+        etree.SubElement(feed, f"{{{HISTORY_NS}}}archive")
+        return feed
+
+
+class _Entry(FeedEntry):
+    """A feedgen entry whose links keep their attributes.
+
+    feedgen 1.0 writes an entry's links with `href` only (it reads rel, type and hreflang
+    from the new element instead of from the link's data); restore them from the data.
+    """
+
+    def atom_entry(self, extensions: bool = True) -> etree._Element:
+        element = super().atom_entry(extensions)
+        for data, link in zip(self.link(), element.iterfind("{http://www.w3.org/2005/Atom}link")):
+            for name in ("rel", "type", "hreflang", "title", "length"):
+                if data.get(name):
+                    link.set(name, data[name])
+        return element
+
+
+def entry_updated(brief: Brief) -> datetime:
+    """The source's modified time; once the store has seen the brief change, no earlier than that.
+
+    Sources that do not move their modified time on an edit (RSS, plain pages) still
+    surface the edit to readers as an update.
+    """
+    updated = max(brief.modified_at, brief.published_at)
+    if brief.updated_at and brief.first_seen_at and brief.updated_at > brief.first_seen_at:
+        updated = max(updated, brief.updated_at)
+    return updated.replace(microsecond=0)
+
+
+def original_url(brief: Brief, site: Site) -> str:
+    """The brief's page on the publisher's site; the site itself when the stored URL is unusable."""
+    return absolute_url(xml_safe(brief.url), site.config.publication.site_url) or site.home(brief.language)
+
+
+def summary(brief: Brief) -> str:
+    """The analysis excerpt, else the lede's: plain text."""
+    analysis = clean_html(brief.analysis, brief.url)
+    source = analysis if plain_text(analysis) else clean_html(brief.lede, brief.url)
+    return excerpt(source, EXCERPT_CHARS)[0]
+
+
+def content(brief: Brief, site: Site) -> str:
+    """The entry's HTML: the excerpt with the attribution CC BY-NC asks for around it.
+
+    Byline with the authors and the publisher, a link to the original at the top and at the
+    bottom, the licence with its URL, and words saying this is an excerpt.
+    """
+    pub = site.config.publication
+    w = words(brief.language)
+    esc = html.escape
+    url = original_url(brief, site)
+    authors = [a for a in (clean_text(a) for a in brief.authors) if a]
+    publisher = esc(clean_text(pub.name))
+    title = esc(clean_text(brief.title) or url)
+    byline = (
+        w.byline.format(authors=esc(join_names(authors, brief.language)), publisher=publisher)
+        if authors
+        else w.byline_publisher_only.format(publisher=publisher)
+    )
+    parts = [
+        f"<p><em>{w.excerpt_notice.format(url=esc(url), title=title, publisher=publisher)}</em></p>",
+        f"<p>{byline}</p>",
+    ]
+    if brief.image_url:
+        parts.append(f'<p><img src="{esc(brief.image_url)}" alt=""></p>')
+    parts.append(brief.lede)
+    analysis = clean_html(brief.analysis, brief.url)
+    if plain_text(analysis):
+        text, _ = excerpt(analysis, EXCERPT_CHARS)
+        parts.append(f"<h2>{w.analysis_heading.format(publisher=publisher)}</h2>")
+        parts.extend(f"<p>{esc(paragraph)}</p>" for paragraph in text.split("\n\n"))
+    parts.append(f"<p>{w.read_original.format(url=esc(url), publisher=publisher)}</p>")
+    credit = esc(join_names(authors, brief.language)) if authors else publisher
+    parts.append(
+        "<p><small>"
+        + w.licence_notice.format(
+            authors=credit, publisher=publisher, licence_url=esc(pub.licence_url), licence=esc(pub.licence)
+        )
+        + "</small></p>"
+    )
+    # The lede came from the store: sanitise the whole again so nothing stored earlier slips through.
+    return xml_safe(clean_html("\n".join(parts), url))
+
+
+def entry(brief: Brief, site: Site) -> FeedEntry:
+    language = brief.language
+    url = original_url(brief, site)
+    item = _Entry()
+    item.id(xml_safe(brief.guid))
+    item.title(clean_text(brief.title) or url)
+    item.updated(entry_updated(brief))
+    item.published(brief.published_at.replace(microsecond=0))
+    for name in (clean_text(a) for a in brief.authors):
+        if name:
+            item.author(name=name)
+    item.link(href=url, rel="alternate", type="text/html", hreflang=language)
+    categories = [{"term": slug, "label": site.countries.name(slug, language)} for slug in brief.countries]
+    for tag in (clean_text(t) for t in brief.tags):
+        # Countries often come mixed into the tags: each is listed once, as a country.
+        if tag and site.countries.match(tag) not in brief.countries:
+            categories.append({"term": tag})
+    if categories:
+        item.category(categories)
+    item.summary(xml_safe(summary(brief)) or None)
+    item.content(content(brief, site), type="html")
+    return item
+
+
+def render(document: Document, entries: dict[str, FeedEntry], site: Site, *, hub: str = "") -> bytes:
+    """One Atom document. `entries` caches built entries by guid across the documents of a build."""
+    pub = site.config.publication
+    feed = document.feed
+    w = words(feed.language)
+    publisher = clean_text(pub.name)
+    if feed.country:
+        country = site.countries.name(feed.country, feed.language)
+        title = w.country_title.format(publisher=publisher, country=country)
+        subtitle = w.country_subtitle.format(publisher=publisher, country=country)
+    else:
+        title = w.title.format(publisher=publisher)
+        subtitle = w.subtitle.format(publisher=publisher)
+    gen = FeedGenerator()
+    if document.archive_page is not None:
+        gen.register_extension("fh", _ArchiveMark, atom=True, rss=False)
+        title = w.archive_title.format(title=title, page=document.archive_page)
+    # All documents of a feed are one logical feed (RFC 5005), so they share its id.
+    gen.id(site.feed_url(feed.path))
+    gen.title(title)
+    gen.subtitle(subtitle)
+    gen.language(feed.language)
+    gen.author(name=publisher, uri=pub.site_url)
+    gen.rights(w.rights.format(publisher=publisher, licence=pub.licence, licence_url=pub.licence_url))
+    gen.icon(site.icon)
+    gen.generator("newsletter", version=__version__)
+    gen.link(href=site.feed_url(document.path), rel="self", type=ATOM_TYPE)
+    gen.link(href=site.home(feed.language), rel="alternate", type="text/html", hreflang=feed.language)
+    gen.link(href=pub.licence_url, rel="license")
+    if document.archive_page is not None:
+        gen.link(href=site.feed_url(feed.path), rel="current", type=ATOM_TYPE)
+    elif hub:
+        gen.link(href=hub, rel="hub")
+    if document.prev_archive:
+        gen.link(href=site.feed_url(document.prev_archive), rel="prev-archive", type=ATOM_TYPE)
+    if document.next_archive:
+        gen.link(href=site.feed_url(document.next_archive), rel="next-archive", type=ATOM_TYPE)
+    newest = _EPOCH
+    for brief in document.briefs:
+        if brief.guid not in entries:
+            entries[brief.guid] = entry(brief, site)
+        gen.add_entry(entries[brief.guid], order="append")
+        newest = max(newest, entry_updated(brief))
+    gen.updated(newest)
+    return gen.atom_str(pretty=True, encoding="UTF-8")
