@@ -196,6 +196,8 @@ class TransportConfig:
     batch_size: int = field(default=500, metadata=check(_positive))
     timeout_seconds: float = field(default=30.0, metadata=check(_positive))
     retries: int = field(default=5, metadata=check(_non_negative))
+    # First wait before retrying a delivery (SMTP 4xx, HTTP 429/5xx without Retry-After); doubles each time.
+    retry_base_seconds: float = field(default=30.0, metadata=check(_positive))
     # Pause a mailing when this share of finished deliveries failed (after `failure_min` of them).
     failure_threshold: float = field(default=0.2, metadata=check(_positive))
     failure_min: int = field(default=50, metadata=check(_positive))
