@@ -1,0 +1,238 @@
+"""Each subscriber's copy of a mailing: complete RFC 5322 bytes, built by substitution only.
+
+`MessageFactory` does the expensive work once per mailing: it encodes the common headers
+and quoted-printable encodes the text and HTML parts around their placeholders, leaving a
+list of byte strings with gaps. A copy is then the gaps' values (two signed tokens, a
+greeting) quoted-printable encoded on lines of their own (soft line breaks around each gap
+keep every line short) and one `b"".join`: tens of microseconds for a 40 KB message.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import dkim
+
+from newsletter import tokens
+from newsletter.config import Config
+from newsletter.digest import placeholders
+from newsletter.errors import ConfigError, RenderError
+from newsletter.recipients import Recipient
+from newsletter.sanitize import clean_text
+
+# Signed on top of dkimpy's defaults: RFC 8058 requires List-Unsubscribe-Post to be covered.
+DKIM_HEADERS = (
+    b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version", b"content-type",
+    b"list-id", b"list-unsubscribe", b"list-unsubscribe-post", b"list-archive", b"feedback-id",
+)
+_CRLF = b"\r\n"
+_SOFT_BREAK = b"=\r\n"
+_QP_LITERAL = re.compile(r"(?:[!-<>-~]|[ \t](?=[!-~]))*")
+_FEEDBACK_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Subscriber id in the tokens of a one-off test address: links work but name nobody.
+TEST_RECIPIENT_ID = 0
+
+
+@dataclass(frozen=True)
+class MailingContent:
+    """What building messages needs of a mailings row."""
+
+    id: int
+    edition: str
+    language: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    content_hash: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> "MailingContent":
+        if row.html is None or row.text is None:
+            raise RenderError(f"mailing {row.id} has no rendered content yet")
+        return cls(
+            id=row.id, edition=row.edition, language=row.language, subject=row.subject,
+            preheader=row.preheader or "", html=row.html, text=row.text, content_hash=row.content_hash or "",
+            created_at=row.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A mailing for HTTP batch providers: placeholders (`placeholders.PATTERN`) left in."""
+
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]  # common to every copy, unencoded
+
+
+class MessageFactory:
+    """Builds each recipient's complete message from one rendered mailing."""
+
+    def __init__(self, config: Config, mailing: Any, *, now: datetime | None = None) -> None:
+        self.mailing = mailing if isinstance(mailing, MailingContent) else MailingContent.from_row(mailing)
+        pub = config.publication
+        self._key = config.secret_key()
+        self._public_url = pub.public_url.rstrip("/")
+        self._language = self.mailing.language
+        sender_name, sender_address = parseaddr(pub.sender)
+        self.envelope_sender = sender_address
+        self._domain = sender_address.rpartition("@")[2].lower()
+        self._mailto = _bare_address(pub.unsubscribe_mailto, "publication.unsubscribe_mailto")
+        self.subject = clean_text(self.mailing.subject)
+        title = next((clean_text(e.title) for e in config.editions if e.name == self.mailing.edition), "")
+        list_host = urlsplit(self._public_url).hostname or self._domain
+        feedback_sender = _FEEDBACK_UNSAFE.sub("-", pub.feedback_id_sender or self._domain)
+        self._headers: dict[str, str] = {
+            "From": formataddr((clean_text(sender_name), sender_address)),
+            "Subject": self.subject,
+            "Date": format_datetime((now or datetime.now(timezone.utc)).astimezone(timezone.utc), usegmt=True),
+            "List-Id": formataddr((title or self.mailing.edition, f"{self.mailing.edition}.{list_host}")),
+            "List-Archive": f"<{self._public_url}/archive/{self.mailing.id}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Feedback-ID": f"{self.mailing.id}:{_FEEDBACK_UNSAFE.sub('-', self.mailing.edition)}:digest:{feedback_sender}",
+        }
+        if pub.reply_to:
+            reply_name, reply_address = parseaddr(pub.reply_to)
+            self._headers["Reply-To"] = formataddr((clean_text(reply_name), reply_address))
+        self._boundary = f"=_nl_{self.mailing.content_hash[:24] or self.mailing.id}"
+        self._common = b"".join(_encode_header(k, v) for k, v in self._headers.items())
+        self._mime = (
+            b"MIME-Version: 1.0\r\n"
+            + f'Content-Type: multipart/alternative; boundary="{self._boundary}"\r\n\r\n'.encode()
+        )
+        part = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+        self._pieces: list[bytes | str] = []
+        self._append(f"--{self._boundary}\r\n{part.format('plain')}".encode())
+        self._append_body(self.mailing.text)
+        self._append(f"\r\n--{self._boundary}\r\n{part.format('html')}".encode())
+        self._append_body(self.mailing.html)
+        self._append(f"\r\n--{self._boundary}--\r\n".encode())
+        self._gaps = {p for p in self._pieces if isinstance(p, str)}
+        self._dkim = _dkim_signer(config)
+
+    def build(self, recipient: Recipient) -> bytes:
+        """The recipient's complete RFC 5322 message."""
+        values = self.variables(recipient)
+        encoded = {name: _qp(values[name]) for name in self._gaps}
+        body = b"".join([p if p.__class__ is bytes else encoded[p] for p in self._pieces])  # type: ignore[misc]
+        personal = b"".join(_encode_header(k, v) for k, v in self._recipient_headers(recipient, values).items())
+        message = self._common + personal + self._mime + body
+        if self._dkim is not None:
+            message = self._dkim(message) + message
+        return message
+
+    def template(self) -> MessageTemplate:
+        return MessageTemplate(self.subject, self.mailing.html, self.mailing.text, dict(self._headers))
+
+    def variables(self, recipient: Recipient) -> dict[str, str]:
+        """Every placeholder's value for this recipient (the `_html` ones escaped)."""
+        subscriber = TEST_RECIPIENT_ID if recipient.id is None else recipient.id
+        return placeholders.values(
+            greeting=placeholders.greeting(clean_text(recipient.name), self._language),
+            unsubscribe_url=f"{self._public_url}/unsubscribe/{tokens.make(self._key, 'unsubscribe', subscriber)}",
+            preferences_url=f"{self._public_url}/preferences/{tokens.make(self._key, 'preferences', subscriber)}",
+        )
+
+    def recipient_headers(self, recipient: Recipient) -> dict[str, str]:
+        """To, Message-ID and List-Unsubscribe of this recipient's copy, unencoded."""
+        return self._recipient_headers(recipient, self.variables(recipient))
+
+    def parts(self, recipient: Recipient) -> tuple[str, str]:
+        """The recipient's (html, text), for previews."""
+        values = self.variables(recipient)
+        return placeholders.fill(self.mailing.html, values), placeholders.fill(self.mailing.text, values)
+
+    def _recipient_headers(self, recipient: Recipient, values: Mapping[str, str]) -> dict[str, str]:
+        address = recipient.email
+        if not address or any(c.isspace() or ord(c) < 32 for c in address) or "@" not in address:
+            raise RenderError(f"recipient address {address!r} is not a single email address")
+        who = recipient.email if recipient.id is None else str(recipient.id)
+        digest = hmac.digest(self._key, f"message-id\0{self.mailing.id}\0{who}".encode(), "sha256").hex()
+        unsubscribe = f"<{values['unsubscribe_url']}>"
+        if self._mailto:
+            token = values["unsubscribe_url"].rpartition("/")[2]
+            unsubscribe += f", <mailto:{self._mailto}?subject=unsubscribe%20{token}>"
+        return {
+            "To": formataddr((clean_text(recipient.name), address)),
+            "Message-ID": f"<{self.mailing.id}.{digest[:24]}@{self._domain}>",
+            "List-Unsubscribe": unsubscribe,
+        }
+
+    def _append(self, data: bytes) -> None:
+        if self._pieces and isinstance(self._pieces[-1], bytes):
+            self._pieces[-1] += data
+        else:
+            self._pieces.append(data)
+
+    def _append_body(self, rendered: str) -> None:
+        for i, piece in enumerate(placeholders.split(rendered)):
+            if i % 2:
+                # The value goes on a line of its own, between soft line breaks.
+                self._append(_SOFT_BREAK)
+                self._pieces.append(piece)
+                self._pieces.append(_SOFT_BREAK)
+            else:
+                self._append(_qp(piece.replace("\r\n", "\n")))
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends (hard breaks stay hard, long lines get soft breaks)."""
+    if len(text) < 76 and _QP_LITERAL.fullmatch(text):
+        # Most values (token URLs, plain names) are their own encoding: skip the encoder.
+        return text.encode()
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", _CRLF)
+
+
+def _encode_header(name: str, value: str) -> bytes:
+    """One header field, RFC 2047-encoded when not ASCII, folded; never a CR or LF from the value."""
+    # str.split() also breaks on CR, LF and the other line separators, so none survives.
+    value = " ".join(value.split())
+    if value.isascii():
+        if name == "List-Unsubscribe":
+            value = value.replace(">, <", ">,\r\n <")
+        if len(name) + len(value) <= 76 or name == "List-Unsubscribe":
+            return f"{name}: {value}\r\n".encode()
+    encoded = Header(value, "us-ascii" if value.isascii() else "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n".encode()
+
+
+def _bare_address(value: str, key: str) -> str:
+    if not value:
+        return ""
+    _, address = parseaddr(value)
+    if "@" not in address or any(c.isspace() for c in address):
+        raise ConfigError(f"{key} = {value!r}: expected an email address such as 'unsubscribe@example.org'")
+    return address
+
+
+def _dkim_signer(config: Config):
+    settings = config.dkim
+    if not (settings.selector or settings.domain or settings.private_key_path):
+        return None
+    if not (settings.selector and settings.domain and settings.private_key_path):
+        raise ConfigError("dkim: selector, domain and private_key_path must all be set to sign messages")
+    path = config.resolve(settings.private_key_path)
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: cannot read {path}: {exc.strerror}") from exc
+    selector, domain = settings.selector.encode(), settings.domain.encode()
+
+    def sign(message: bytes) -> bytes:
+        try:
+            return dkim.sign(message, selector, domain, key, include_headers=list(DKIM_HEADERS))
+        except dkim.DKIMException as exc:
+            raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: cannot sign: {exc}") from exc
+
+    return sign
