@@ -19,6 +19,7 @@ from newsletter.logs import setup_logging
 
 COMMAND_MODULES = [
     "newsletter.cli.status",
+    "newsletter.cli.collect",
     "newsletter.cli.db",
     "newsletter.cli.serve",
     "newsletter.cli.feed",

@@ -1,0 +1,64 @@
+"""`newsletter collect`: fetch every source, with progress per source and a summary table."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from newsletter.cli.context import Context
+from newsletter.collect import SourceResult, collect_all
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("collect", help="fetch every source and store new and edited briefs")
+    parser.add_argument("--json", action="store_true", help="print per source new, updated, unchanged, requests, error")
+    parser.set_defaults(handler=run)
+
+
+class _Display:
+    """Rich progress on stderr: one line per source with its request count and current URL."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def started(self, source: str) -> None:
+        self.tasks[source] = self.progress.add_task(source, total=None, detail="starting")
+
+    def requested(self, source: str, url: str, count: int) -> None:
+        self.progress.update(self.tasks[source], detail=f"{count} requests · {url[-70:]}")
+
+    def finished(self, result: SourceResult) -> None:
+        detail = (f"[red]failed[/red] after {result.requests} requests" if result.error else
+                  f"{result.new} new, {result.updated} updated, {result.unchanged} unchanged")
+        self.progress.update(self.tasks[result.name], total=1, completed=1, detail=detail)
+
+
+def summary_table(results: list[SourceResult]) -> Table:
+    table = Table(title="Collected")
+    for column in ("source", "new", "updated", "unchanged", "requests", "error"):
+        table.add_column(column, justify="right" if column in ("new", "updated", "unchanged", "requests") else "left")
+    for r in results:
+        table.add_row(r.name, str(r.new), str(r.updated), str(r.unchanged), str(r.requests),
+                      f"[red]{r.error}[/red]" if r.error else "")
+    return table
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    config, engine = ctx.config, ctx.engine
+    console: Console = ctx.console
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[detail]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        results = collect_all(config, engine, _Display(progress))
+    if args.json:
+        ctx.print_json({"sources": [r.as_dict() for r in results]})
+    else:
+        console.print(summary_table(results))
+    failed = [r for r in results if r.error]
+    for r in failed:
+        console.print(f"newsletter: source {r.name} failed: {r.error}", markup=False, highlight=False)
+    return 1 if failed else 0
