@@ -29,7 +29,9 @@ def audience(conn: sa.Connection, edition: EditionConfig, countries: Collection[
                ~sa.exists().where(X.c.email == S.c.email))
         .order_by(S.c.id)
     )
-    result = conn.execution_options(stream_results=True, yield_per=_BATCH).execute(query)
+    # Options on the statement, not the connection: Connection.execution_options() changes the
+    # caller's connection in place, and its next INSERT would become a server-side cursor.
+    result = conn.execute(query.execution_options(stream_results=True, yield_per=_BATCH))
     for row in result:
         if row.editions and edition.name not in row.editions:
             continue
