@@ -1,0 +1,163 @@
+"""Mailings from editions, on a real SQLite file and a real PostgreSQL: only news, never twice, never lost."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter import editions, locks
+from newsletter.errors import RenderError
+from newsletter.slots import slot_id
+from newsletter.store import schema
+from tests.editions_support import T0, add_brief, add_subscriber, deliveries, make_config, mailings
+
+HOUR = timedelta(hours=1)
+
+
+def brief_keys(engine: sa.Engine, mailing: sa.Row) -> list[str]:
+    with engine.connect() as conn:
+        keys = dict(conn.execute(sa.select(schema.briefs.c.id, schema.briefs.c.key)).all())
+    return [keys[i] for i in mailing.brief_ids]
+
+
+def test_no_news_no_mailing_and_it_is_logged(engine: sa.Engine, tmp_path: Path, caplog) -> None:
+    config = make_config(str(engine.url), tmp_path)
+    add_brief(engine, "es-only", seen=T0 - HOUR, language="es")
+    with caplog.at_level(logging.INFO, logger="newsletter.editions"):
+        assert editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0), now=T0) is None
+    assert mailings(engine) == []
+    (record,) = [r for r in caplog.records if r.getMessage() == "no news"]
+    assert record.edition == "daily-en" and record.briefs == 0
+
+
+def test_first_mailing_looks_back_only_lookback_hours_newest_first(
+    engine: sa.Engine, tmp_path: Path, render_url: str | None = None
+) -> None:
+    config = make_config(str(engine.url), tmp_path, editions=[
+        {"name": "daily-en", "language": "en", "lookback_hours": 24}])
+    add_brief(engine, "archive", seen=T0 - 30 * HOUR)
+    add_brief(engine, "older", seen=T0 - 3 * HOUR, published=T0 - 5 * HOUR)
+    add_brief(engine, "newer", seen=T0 - 4 * HOUR, published=T0 - 2 * HOUR)
+    add_subscriber(engine, "reader@example.net")
+    add_subscriber(engine, "lector@example.net", language="es")
+    mailing_id = editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0), now=T0)
+    (mailing,) = mailings(engine)
+    assert mailing.id == mailing_id and mailing.status == "sending"
+    assert brief_keys(engine, mailing) == ["newer", "older"]
+    assert mailing.cutoff == T0
+    assert "Brief newer" in mailing.html and "Brief older" in mailing.text and mailing.subject
+    assert [d.email for d in deliveries(engine, mailing_id)] == ["reader@example.net"]
+
+
+def test_overflow_waits_for_the_next_mailing_and_nothing_goes_twice(engine: sa.Engine, tmp_path: Path) -> None:
+    config = make_config(str(engine.url), tmp_path, editions=[{"name": "daily-en", "language": "en", "max_items": 2}])
+    for i in range(5):
+        add_brief(engine, f"b{i}", seen=T0 - HOUR + i * timedelta(minutes=1))
+    first = editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0), now=T0)
+    second = editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0 + 24 * HOUR), now=T0 + 24 * HOUR)
+    third = editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0 + 48 * HOUR), now=T0 + 48 * HOUR)
+    fourth = editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0 + 72 * HOUR), now=T0 + 72 * HOUR)
+    assert None not in (first, second, third) and fourth is None
+    carried = [brief_keys(engine, m) for m in mailings(engine)]
+    assert carried == [["b1", "b0"], ["b3", "b2"], ["b4"]]
+
+
+def test_a_brief_collected_during_a_send_goes_in_the_next_mailing(engine: sa.Engine, tmp_path: Path) -> None:
+    config = make_config(str(engine.url), tmp_path)
+    add_brief(engine, "before", seen=T0 - HOUR)
+    editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0), now=T0)
+    # The send of the first mailing runs for a while; a collect lands meanwhile.
+    add_brief(engine, "during-send", seen=T0 + timedelta(minutes=5))
+    # A collect whose transaction began before the cutoff and committed after it.
+    add_brief(engine, "late-commit", seen=T0 - timedelta(seconds=2))
+    editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0 + 24 * HOUR), now=T0 + 24 * HOUR)
+    first, second = mailings(engine)
+    assert brief_keys(engine, first) == ["before"]
+    assert sorted(brief_keys(engine, second)) == ["during-send", "late-commit"]
+
+
+def test_edition_countries_filter_briefs(engine: sa.Engine, tmp_path: Path) -> None:
+    config = make_config(str(engine.url), tmp_path, editions=[
+        {"name": "mexico-en", "language": "en", "countries": ["Mexico"]}])
+    add_brief(engine, "bogota", seen=T0 - HOUR, countries=("colombia",))
+    add_brief(engine, "sinaloa", seen=T0 - HOUR, countries=("mexico", "united-states"))
+    editions.prepare_mailing(config, engine, "mexico-en", slot=slot_id(T0), now=T0)
+    (mailing,) = mailings(engine)
+    assert brief_keys(engine, mailing) == ["sinaloa"]
+
+
+def test_the_same_slot_twice_gives_the_same_mailing_or_none(engine: sa.Engine, tmp_path: Path) -> None:
+    config = make_config(str(engine.url), tmp_path)
+    quiet = slot_id(T0)
+    assert editions.prepare_mailing(config, engine, "daily-en", slot=quiet, now=T0) is None
+    add_brief(engine, "arrived-later", seen=T0 + timedelta(minutes=10))
+    # That slot was handled (no news): a re-run of it does not send the later brief under its name.
+    assert editions.prepare_mailing(config, engine, "daily-en", slot=quiet, now=T0 + 20 * timedelta(minutes=1)) is None
+    busy = slot_id(T0 + 24 * HOUR)
+    first = editions.prepare_mailing(config, engine, "daily-en", slot=busy, now=T0 + 24 * HOUR)
+    assert editions.prepare_mailing(config, engine, "daily-en", slot=busy, now=T0 + 25 * HOUR) == first
+    assert len(mailings(engine)) == 1
+
+
+def test_racing_callers_make_one_mailing_and_carry_each_brief_once(engine: sa.Engine, tmp_path: Path) -> None:
+    config = make_config(str(engine.url), tmp_path)
+    for i in range(3):
+        add_brief(engine, f"b{i}", seen=T0 - HOUR)
+    add_subscriber(engine, "reader@example.net")
+    barrier = threading.Barrier(4)
+    results: list[int | None] = []
+    # Two schedulers on the scheduled slot, and two operators pressing "send now" at once.
+    slots = [slot_id(T0), slot_id(T0), "manual-2026-03-02T12:00:01Z", "manual-2026-03-02T12:00:02Z"]
+
+    def call(slot: str) -> None:
+        barrier.wait()
+        results.append(editions.prepare_mailing(config, engine, "daily-en", slot=slot, now=T0 + timedelta(seconds=3)))
+
+    threads = [threading.Thread(target=call, args=(s,)) for s in slots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (mailing,) = mailings(engine)
+    assert sorted(brief_keys(engine, mailing)) == ["b0", "b1", "b2"]
+    assert [r for r in results if r is not None] in ([mailing.id], [mailing.id] * 2)
+    assert len(deliveries(engine, mailing.id)) == 1
+
+
+def test_a_failure_midway_leaves_no_mailing_and_a_rerun_completes(
+    engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(str(engine.url), tmp_path)
+    add_brief(engine, "b0", seen=T0 - HOUR)
+    add_subscriber(engine, "reader@example.net")
+
+    def broken(*args, **kwargs):
+        raise RenderError("template exploded")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(editions, "render_mailing", broken)
+        with pytest.raises(RenderError):
+            editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0), now=T0)
+    assert mailings(engine) == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(schema.schedule_slots)).all() == []
+        assert conn.execute(sa.select(schema.locks)).all() == []
+    mailing_id = editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0), now=T0)
+    assert len(deliveries(engine, mailing_id)) == 1
+
+
+def test_a_lease_held_elsewhere_makes_the_caller_wait_then_give_up(
+    engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(str(engine.url), tmp_path)
+    add_brief(engine, "b0", seen=T0 - HOUR)
+    monkeypatch.setattr(editions, "LEASE_WAIT_SECONDS", 0.5)
+    with locks.lease(engine, "edition:daily-en", "another-scheduler", timedelta(minutes=5)):
+        with pytest.raises(Exception, match="held by another-scheduler"):
+            editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0), now=T0)
+    assert mailings(engine) == []
