@@ -9,7 +9,9 @@ constrained so nothing can widen the layout, and every value is escaped by the t
 from __future__ import annotations
 
 import hashlib
+import html as html_module
 import json
+import re
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,6 +66,7 @@ class DigestItem:
     lede_html: Markup
     lede_text: str
     analysis: str  # excerpt text, paragraphs separated by blank lines; "" when the brief has none
+    links: tuple[str, ...]  # links inside the lede, which the text part lists so it carries every link
 
     @property
     def analysis_paragraphs(self) -> list[str]:
@@ -176,6 +179,7 @@ def _item(config: Config, edition: EditionConfig, countries: Countries, brief: B
     lede_text, cut = excerpt(lede_html, limit)
     if cut:
         lede_html = Markup("".join(f'<p dir="auto">{Markup.escape(p)}</p>' for p in lede_text.split("\n\n")))
+    links = _distinct(re.findall(r'href="([^"]+)"', lede_html))
     return DigestItem(
         countries=" · ".join(_distinct(countries.name(s, language) for s in brief.countries)),
         title=clean_text(brief.title) or url,
@@ -185,6 +189,7 @@ def _item(config: Config, edition: EditionConfig, countries: Countries, brief: B
         lede_html=lede_html,
         lede_text=lede_text,
         analysis=analysis,
+        links=tuple(html_module.unescape(link) for link in links if html_module.unescape(link) != url),
     )
 
 
