@@ -109,6 +109,8 @@ subscribers = sa.Table(
     sa.Column("confirmed_at", UTCDateTime),
     sa.Column("unsubscribed_at", UTCDateTime),
     sa.Index("ix_subscribers_status", "status"),
+    # Never reuse the id of an erased subscriber: old links carry it in their tokens.
+    sqlite_autoincrement=True,
 )
 
 consents = sa.Table(
@@ -132,7 +134,7 @@ suppressions = sa.Table(
     "suppressions",
     metadata,
     sa.Column("email", sa.String(320), primary_key=True),
-    # hard_bounce | complaint | unsubscribed | manual | erased
+    # hard_bounce | soft_bounce_limit | complaint | unsubscribed | manual | erased (email is then a hash)
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("detail", sa.Text),

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from newsletter.config import Config
+from newsletter.web.pages import Pages
+from newsletter.web.security import BodyTooLarge, Guard
+from newsletter.web.webhooks import Webhooks
 
 
 async def health(request: Request) -> JSONResponse:
@@ -23,10 +27,14 @@ async def health(request: Request) -> JSONResponse:
 
 
 def create_app(config: Config, engine: sa.Engine) -> Starlette:
+    pages = Pages(config, engine)
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
+        *pages.routes(),
+        Route("/webhooks/{provider}", Webhooks(config, engine).handle, methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],
+                    exception_handlers={BodyTooLarge: pages.body_too_large})
     app.state.config = config
     app.state.engine = engine
     return app

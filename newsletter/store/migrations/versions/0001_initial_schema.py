@@ -115,7 +115,8 @@ def upgrade() -> None:
     sa.Column('confirmed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('unsubscribed_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
-    sa.UniqueConstraint('email', name=op.f('uq_subscribers_email'))
+    sa.UniqueConstraint('email', name=op.f('uq_subscribers_email')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('subscribers', schema=None) as batch_op:
         batch_op.create_index('ix_subscribers_status', ['status'], unique=False)

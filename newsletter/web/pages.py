@@ -1,0 +1,417 @@
+"""The subscriber pages: subscribe (double opt-in), confirm, preferences, unsubscribe, data.
+
+Every link a subscriber follows carries a signed token for one subscriber and one purpose.
+Answers never tell whether an address is on the list: subscribing always says "check your
+inbox". GET never changes anything (mail scanners open links); changes are POSTs, with a
+signed double-submit CSRF token, except the RFC 8058 one-click unsubscribe, which mail
+providers send without cookies and whose URL token is the proof.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+from typing import Any
+
+import jinja2
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from newsletter import briefs, tokens
+from newsletter.config import Config
+from newsletter.errors import SubscriberError
+from newsletter.store import utcnow
+from newsletter.subscribers import registry
+from newsletter.subscribers.address import normalise
+from newsletter.subscribers.profile import Profile, Vocabulary
+from newsletter.web import confirmation
+from newsletter.web.i18n import Messages, page_language, template_dirs
+from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, RateLimit, csrf_ok, csrf_token, new_csrf_cookie
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+DATA_LINK_HOURS = 24
+
+
+class BadForm(Exception):
+    """The body is not a readable form."""
+
+
+class Pages:
+    def __init__(self, config: Config, engine: sa.Engine) -> None:
+        self.config = config
+        self.engine = engine
+        self.messages = Messages(config)
+        self.vocabulary = Vocabulary(config)
+        self.rate = RateLimit(config.web.subscribe_rate_per_hour)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(config)]),
+            autoescape=jinja2.select_autoescape(["html"]),
+        )
+
+    @cached_property
+    def key(self) -> bytes:
+        return self.config.secret_key()
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/subscribe", self.subscribe_form, methods=["GET"]),
+            Route("/subscribe", self.subscribe, methods=["POST"]),
+            Route("/confirm/{token}", self.confirm_page, methods=["GET"]),
+            Route("/confirm/{token}", self.confirm, methods=["POST"]),
+            Route("/preferences/{token}", self.preferences_page, methods=["GET"]),
+            Route("/preferences/{token}", self.save_preferences, methods=["POST"]),
+            Route("/unsubscribe/{token}", self.unsubscribe_page, methods=["GET"]),
+            Route("/unsubscribe/{token}", self.unsubscribe, methods=["POST"]),
+            Route("/data/{token}", self.data_page, methods=["GET"]),
+            Route("/data/{token}", self.erase, methods=["POST"]),
+            Route("/static/web.css", self.stylesheet, methods=["GET"]),
+        ]
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    def _csrf_cookie(self, request: Request) -> str:
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if len(cookie) < 16 or len(cookie) > 64:
+            cookie = request.state.new_csrf = new_csrf_cookie()
+        return cookie
+
+    def render(self, request: Request, lang: str, template: str, title_key: str, *, status: int = 200,
+               **context: Any) -> HTMLResponse:
+        words = self.messages.words(lang)
+        needs_csrf = template in ("subscribe.html", "action.html", "preferences.html")
+        csrf = csrf_token(self.key, self._csrf_cookie(request)) if needs_csrf else ""
+        html = self.env.get_template(template).render(
+            t=words, lang=lang, title=words[title_key], publication=self.config.publication, csrf=csrf,
+            languages=[(code, self.messages.words(code)["language_name"]) for code in self.messages.languages],
+            newsletter_languages=[(code, self.messages.words(code)["language_name"])
+                                  for code in self.vocabulary.languages],
+            **context,
+        )
+        response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+        new_cookie = getattr(request.state, "new_csrf", None)
+        if new_cookie:
+            response.set_cookie(CSRF_COOKIE, new_cookie, httponly=True, samesite="strict", path="/",
+                                secure=request.url.scheme == "https")
+        return response
+
+    def notice(self, request: Request, lang: str, title_key: str, message: str, *, status: int = 200,
+               links: list[tuple[str, str]] | None = None, role: str = "") -> HTMLResponse:
+        return self.render(request, lang, "notice.html", title_key, status=status, message=message,
+                           links=links or [], role=role)
+
+    def lang(self, request: Request, subscriber_language: str | None = None) -> str:
+        return page_language(request, self.messages.languages, subscriber_language)
+
+    def url(self, path: str) -> str:
+        return self.config.publication.public_url.rstrip("/") + path
+
+    async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        words = self.messages.words(self.lang(request))
+        await self.notice(request, self.lang(request), "too_large_title", words["too_large"], status=413)(
+            scope, receive, send)
+
+    async def body_too_large(self, request: Request, exc: Exception) -> Response:
+        lang = self.lang(request)
+        return self.notice(request, lang, "too_large_title", self.messages.words(lang)["too_large"], status=413)
+
+    async def stylesheet(self, request: Request) -> Response:
+        source = self.env.loader.get_source(self.env, "web.css")[0]  # type: ignore[union-attr]
+        return Response(source, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+    # -- input ----------------------------------------------------------------------------------
+
+    async def form(self, request: Request) -> FormData:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in FORM_TYPES:
+            raise BadForm()
+        try:
+            form = await request.form(max_files=0, max_fields=300)
+        except (MultiPartException, ValueError, UnicodeDecodeError) as exc:
+            raise BadForm() from exc
+        if any(not isinstance(v, str) for _, v in form.multi_items()):
+            raise BadForm()
+        return form
+
+    def bad_form(self, request: Request, lang: str) -> HTMLResponse:
+        return self.notice(request, lang, "bad_request_title", self.messages.words(lang)["bad_request"],
+                           status=400, role="alert")
+
+    def csrf_failed(self, request: Request, lang: str) -> HTMLResponse:
+        return self.notice(request, lang, "forbidden_title", self.messages.words(lang)["csrf_failed"],
+                           status=403, role="alert")
+
+    def csrf_valid(self, request: Request, form: FormData) -> bool:
+        return csrf_ok(self.key, request.cookies.get(CSRF_COOKIE), str(form.get(CSRF_FIELD, "")))
+
+    def subscriber_from(self, request: Request, purpose: str) -> tuple[sa.Row | None, str | None]:
+        """The subscriber a link's token names; (None, reason) for a bad token (an erased one: (None, None))."""
+        try:
+            subscriber_id = tokens.read(self.key, purpose, request.path_params["token"])
+        except tokens.TokenError as exc:
+            return None, "expired_link" if "expired" in str(exc) else "bad_link"
+        with self.engine.connect() as conn:
+            return registry.get(conn, subscriber_id), None
+
+    def bad_link(self, request: Request, reason: str) -> HTMLResponse:
+        lang = self.lang(request)
+        words = self.messages.words(lang)
+        return self.notice(request, lang, "bad_link_title", words[reason], status=400, role="alert",
+                           links=[("/subscribe?lang=" + lang, words["subscribe_title"])])
+
+    @staticmethod
+    def consent(request: Request, form_version: str | None = None) -> registry.Consent:
+        client = request.client.host if request.client else None
+        return registry.Consent(client, request.headers.get("user-agent", "")[:512] or None, form_version)
+
+    # -- subscribe and confirm --------------------------------------------------------------------
+
+    async def subscribe_form(self, request: Request) -> Response:
+        lang = self.lang(request)
+        chosen = lang if lang in self.vocabulary.languages else self.vocabulary.default_language
+        return self.render(request, lang, "subscribe.html", "subscribe_title", error="", email="", name="",
+                           chosen_language=chosen)
+
+    async def subscribe(self, request: Request) -> Response:
+        lang = self.lang(request)
+        words = self.messages.words(lang)
+        client = request.client.host if request.client else "unknown"
+        if not self.rate.allow(client):
+            return self.notice(request, lang, "too_many_title", words["too_many"], status=429, role="alert")
+        try:
+            form = await self.form(request)
+        except BadForm:
+            return self.bad_form(request, lang)
+        if not self.csrf_valid(request, form):
+            return self.csrf_failed(request, lang)
+        email_text = str(form.get("email", ""))[:400]
+        name = str(form.get("name", ""))[:200]
+        try:
+            newsletter_language = self.vocabulary.language(str(form.get("language", "")))
+        except SubscriberError:
+            newsletter_language = self.vocabulary.default_language
+        error = ""
+        try:
+            email = normalise(email_text)
+        except SubscriberError:
+            error = words["invalid_email"]
+        if not error and form.get("consent") != "yes":
+            error = words["consent_required"]
+        if error:
+            return self.render(request, lang, "subscribe.html", "subscribe_title", status=400, error=error,
+                               email=email_text, name=name, chosen_language=newsletter_language)
+        profile = Profile(" ".join(name.split()), newsletter_language, (), ())
+        mail_language = newsletter_language if newsletter_language in self.messages.languages else lang
+        await run_in_threadpool(self._request_subscription, request, email, profile,
+                                self.messages.form_version(lang), mail_language)
+        return self.notice(request, lang, "check_inbox_title",
+                           words["check_inbox"].format(hours=self.config.web.confirm_hours), role="status")
+
+    def _request_subscription(self, request: Request, email: str, profile: Profile, form_version: str,
+                              mail_language: str) -> None:
+        with self.engine.begin() as conn:
+            outcome = registry.request_subscription(conn, email, profile, self.consent(request, form_version))
+        if not outcome.send_confirmation or outcome.subscriber_id is None:
+            return
+        expires = int(time.time()) + self.config.web.confirm_hours * 3600
+        token = tokens.make(self.key, "confirm", outcome.subscriber_id, expires)
+        link = self.url(f"/confirm/{token}?lang={mail_language}")
+        words = self.messages.words(mail_language)
+        subject, text, html = confirmation.render(self.env, self.config, words, mail_language, link)
+        confirmation.send(self.config, email, subject, text, html,
+                          key=f"confirm-{outcome.subscriber_id}-{int(time.time())}")
+
+    async def confirm_page(self, request: Request) -> Response:
+        row, reason = await run_in_threadpool(self.subscriber_from, request, "confirm")
+        if reason:
+            return self.bad_link(request, reason)
+        lang = self.lang(request, row.language if row else None)
+        words = self.messages.words(lang)
+        if row is not None and row.status == "active":
+            return self.confirmed(request, lang, row.id)
+        return self.render(request, lang, "action.html", "confirm_title", message=words["confirm_intro"],
+                           action=request.url.path + f"?lang={lang}", button=words["confirm_button"],
+                           fields=[], links=[], danger=False)
+
+    def confirmed(self, request: Request, lang: str, subscriber_id: int) -> HTMLResponse:
+        words = self.messages.words(lang)
+        preferences = tokens.make(self.key, "preferences", subscriber_id)
+        return self.notice(request, lang, "confirmed_title", words["confirmed"], role="status",
+                           links=[(f"/preferences/{preferences}?lang={lang}", words["preferences_link"])])
+
+    async def confirm(self, request: Request) -> Response:
+        lang = self.lang(request)
+        try:
+            form = await self.form(request)
+        except BadForm:
+            return self.bad_form(request, lang)
+        try:
+            subscriber_id = tokens.read(self.key, "confirm", request.path_params["token"])
+        except tokens.TokenError as exc:
+            return self.bad_link(request, "expired_link" if "expired" in str(exc) else "bad_link")
+        if not self.csrf_valid(request, form):
+            return self.csrf_failed(request, lang)
+
+        def work() -> sa.Row | None:
+            with self.engine.begin() as conn:
+                return registry.confirm(conn, subscriber_id, self.consent(request))
+
+        row = await run_in_threadpool(work)
+        if row is None:
+            words = self.messages.words(lang)
+            return self.notice(request, lang, "bad_link_title", words["not_pending"], status=400, role="alert",
+                               links=[("/subscribe?lang=" + lang, words["subscribe_title"])])
+        return self.confirmed(request, self.lang(request, row.language), row.id)
+
+    # -- preferences ------------------------------------------------------------------------------
+
+    def _edition_choices(self) -> list[tuple[str, str]]:
+        names = {code: self.messages.words(code)["language_name"] for code in self.messages.languages}
+        return [(e.name, f"{e.title or e.name} ({names.get(e.language, e.language)})") for e in self.config.editions]
+
+    def _country_choices(self, lang: str, chosen: list[str]) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            slugs = {slug for language in self.vocabulary.languages for slug in briefs.countries_in(conn, language)}
+        slugs |= {self.vocabulary.countries.match(c) or c for e in self.config.editions for c in e.countries}
+        slugs |= set(chosen)
+        names = [(slug, self.vocabulary.countries.name(slug, lang)) for slug in slugs]
+        return sorted(names, key=lambda item: item[1].casefold())
+
+    def preferences_view(self, request: Request, row: sa.Row, lang: str, *, status: int = 200, notice: str = "",
+                         error: str = "", shown: dict[str, Any] | None = None) -> HTMLResponse:
+        subscriber = shown or {"name": row.name, "language": row.language, "editions": list(row.editions),
+                               "countries": list(row.countries)}
+        data = tokens.make(self.key, "data", row.id, int(time.time()) + DATA_LINK_HOURS * 3600)
+        unsubscribe = tokens.make(self.key, "unsubscribe", row.id)
+        return self.render(
+            request, lang, "preferences.html", "preferences_title", status=status, notice=notice, error=error,
+            subscriber=subscriber, unsubscribed=row.status != "active" and row.status != "pending",
+            action=request.url.path + f"?lang={lang}", editions=self._edition_choices(),
+            countries=self._country_choices(lang, subscriber["countries"]),
+            unsubscribe_url=f"/unsubscribe/{unsubscribe}?lang={lang}", data_url=f"/data/{data}?lang={lang}",
+        )
+
+    async def preferences_page(self, request: Request) -> Response:
+        row, reason = await run_in_threadpool(self.subscriber_from, request, "preferences")
+        if reason or row is None:
+            return self.bad_link(request, reason or "bad_link")
+        lang = self.lang(request, row.language)
+        return await run_in_threadpool(self.preferences_view, request, row, lang)
+
+    async def save_preferences(self, request: Request) -> Response:
+        lang = self.lang(request)
+        try:
+            form = await self.form(request)
+        except BadForm:
+            return self.bad_form(request, lang)
+        row, reason = await run_in_threadpool(self.subscriber_from, request, "preferences")
+        if reason or row is None:
+            return self.bad_link(request, reason or "bad_link")
+        if not self.csrf_valid(request, form):
+            return self.csrf_failed(request, lang)
+        shown = {"name": str(form.get("name", ""))[:200], "language": str(form.get("language", "")),
+                 "editions": [str(v) for v in form.getlist("editions")],
+                 "countries": [str(v) for v in form.getlist("countries")]}
+        try:
+            profile = self.vocabulary.profile(shown["name"], shown["language"], shown["editions"], shown["countries"])
+        except SubscriberError as exc:
+            return await run_in_threadpool(self.preferences_view, request, row, lang, status=400,
+                                           error=str(exc), shown=shown)
+
+        def work() -> sa.Row | None:
+            with self.engine.begin() as conn:
+                registry.update_preferences(conn, row.id, profile, self.consent(request))
+                return registry.get(conn, row.id)
+
+        updated = await run_in_threadpool(work)
+        return await run_in_threadpool(self.preferences_view, request, updated, lang,
+                                       notice=self.messages.words(lang)["saved"])
+
+    # -- unsubscribe ------------------------------------------------------------------------------
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        row, reason = await run_in_threadpool(self.subscriber_from, request, "unsubscribe")
+        if reason:
+            return self.bad_link(request, reason)
+        lang = self.lang(request, row.language if row else None)
+        words = self.messages.words(lang)
+        if row is None or row.status not in ("active", "pending"):
+            return self.unsubscribed(request, lang)
+        return self.render(request, lang, "action.html", "unsubscribe_title",
+                           message=words["unsubscribe_intro"].format(email=row.email),
+                           action=request.url.path + f"?lang={lang}", button=words["unsubscribe_button"],
+                           fields=[("List-Unsubscribe", "One-Click"), ("via", "page")], links=[], danger=True)
+
+    def unsubscribed(self, request: Request, lang: str) -> HTMLResponse:
+        words = self.messages.words(lang)
+        return self.notice(request, lang, "unsubscribed_title", words["unsubscribed"], role="status",
+                           links=[("/subscribe?lang=" + lang, words["resubscribe_link"])])
+
+    async def unsubscribe(self, request: Request) -> Response:
+        """The page's button and RFC 8058 one-click: 200 with a page, never a redirect."""
+        lang = self.lang(request)
+        try:
+            form = await self.form(request)
+        except BadForm:
+            return self.bad_form(request, lang)
+        try:
+            subscriber_id = tokens.read(self.key, "unsubscribe", request.path_params["token"])
+        except tokens.TokenError as exc:
+            return self.bad_link(request, "expired_link" if "expired" in str(exc) else "bad_link")
+        how = "page" if form.get("via") == "page" else "one-click"
+
+        def work() -> sa.Row | None:
+            with self.engine.begin() as conn:
+                row = registry.get(conn, subscriber_id)
+                if row is not None and row.status in ("active", "pending"):
+                    registry.unsubscribe(conn, subscriber_id, self.consent(request), how=how)
+                return row
+
+        row = await run_in_threadpool(work)
+        return self.unsubscribed(request, self.lang(request, row.language if row else None))
+
+    # -- data -------------------------------------------------------------------------------------
+
+    async def data_page(self, request: Request) -> Response:
+        row, reason = await run_in_threadpool(self.subscriber_from, request, "data")
+        if reason or row is None:
+            return self.bad_link(request, reason or "bad_link")
+        if request.query_params.get("format") == "json":
+            def work() -> dict[str, Any]:
+                with self.engine.connect() as conn:
+                    return registry.data(conn, row.id)
+
+            record = await run_in_threadpool(work)
+            record["exported_at"] = utcnow().isoformat()
+            return JSONResponse(record, headers={"Content-Disposition": 'attachment; filename="my-data.json"',
+                                                 "Cache-Control": "no-store"})
+        lang = self.lang(request, row.language)
+        words = self.messages.words(lang)
+        return self.render(request, lang, "action.html", "data_title", message=words["data_intro"],
+                           action=request.url.path + f"?lang={lang}", button=words["erase_button"], fields=[],
+                           danger=True, links=[(request.url.path + "?format=json", words["download_button"])])
+
+    async def erase(self, request: Request) -> Response:
+        lang = self.lang(request)
+        try:
+            form = await self.form(request)
+        except BadForm:
+            return self.bad_form(request, lang)
+        row, reason = await run_in_threadpool(self.subscriber_from, request, "data")
+        if reason or row is None:
+            return self.bad_link(request, reason or "bad_link")
+        if not self.csrf_valid(request, form):
+            return self.csrf_failed(request, lang)
+
+        def work() -> None:
+            with self.engine.begin() as conn:
+                registry.erase(conn, row.id)
+
+        await run_in_threadpool(work)
+        return self.notice(request, lang, "erased_title", self.messages.words(lang)["erased"], role="status")
