@@ -84,14 +84,15 @@ class _Entry(FeedEntry):
 
 
 def entry_updated(brief: Brief) -> datetime:
-    """The source's modified time; once the store has seen the brief change, no earlier than that.
+    """The source's modified time, or when the store saw the brief change if the source never said.
 
-    Sources that do not move their modified time on an edit (RSS, plain pages) still
-    surface the edit to readers as an update.
+    WordPress moves its modified time on an edit; RSS items and plain pages do not, and
+    their edits would otherwise never reach readers as updates.
     """
     updated = max(brief.modified_at, brief.published_at)
-    if brief.updated_at and brief.first_seen_at and brief.updated_at > brief.first_seen_at:
-        updated = max(updated, brief.updated_at)
+    seen, changed = brief.first_seen_at, brief.updated_at
+    if seen and changed and changed > seen and brief.modified_at <= seen:
+        updated = max(updated, changed)
     return updated.replace(microsecond=0)
 
 
@@ -100,10 +101,11 @@ def original_url(brief: Brief, site: Site) -> str:
     return absolute_url(xml_safe(brief.url), site.config.publication.site_url) or site.home(brief.language)
 
 
-def summary(brief: Brief) -> str:
+def summary(brief: Brief, site: Site) -> str:
     """The analysis excerpt, else the lede's: plain text."""
-    analysis = clean_html(brief.analysis, brief.url)
-    source = analysis if plain_text(analysis) else clean_html(brief.lede, brief.url)
+    url = original_url(brief, site)
+    analysis = clean_html(brief.analysis, url)
+    source = analysis if plain_text(analysis) else clean_html(brief.lede, url)
     return excerpt(source, EXCERPT_CHARS)[0]
 
 
@@ -132,7 +134,7 @@ def content(brief: Brief, site: Site) -> str:
     if brief.image_url:
         parts.append(f'<p><img src="{esc(brief.image_url)}" alt=""></p>')
     parts.append(brief.lede)
-    analysis = clean_html(brief.analysis, brief.url)
+    analysis = clean_html(brief.analysis, url)
     if plain_text(analysis):
         text, _ = excerpt(analysis, EXCERPT_CHARS)
         parts.append(f"<h2>{w.analysis_heading.format(publisher=publisher)}</h2>")
@@ -169,7 +171,7 @@ def entry(brief: Brief, site: Site) -> FeedEntry:
             categories.append({"term": tag})
     if categories:
         item.category(categories)
-    item.summary(xml_safe(summary(brief)) or None)
+    item.summary(xml_safe(summary(brief, site)) or None)
     item.content(content(brief, site), type="html")
     return item
 

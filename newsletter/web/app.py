@@ -13,6 +13,7 @@ from newsletter.config import Config
 from newsletter.web.pages import Pages
 from newsletter.web.security import BodyTooLarge, Guard
 from newsletter.web.webhooks import Webhooks
+from newsletter.web import feeds
 
 
 async def health(request: Request) -> JSONResponse:
@@ -32,6 +33,7 @@ def create_app(config: Config, engine: sa.Engine) -> Starlette:
         Route("/health", health, methods=["GET"]),
         *pages.routes(),
         Route("/webhooks/{provider}", Webhooks(config, engine).handle, methods=["POST"]),
+        *feeds.routes(config, engine),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],
                     exception_handlers={BodyTooLarge: pages.body_too_large})
