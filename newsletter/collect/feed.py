@@ -67,10 +67,12 @@ def _describe(exc: Any) -> str:
 def brief_from_entry(entry: Any, feed_url: str, ext: Extraction) -> Brief | None:
     link = absolute_url(entry.get("link") or "", feed_url)
     title = clean_text(entry.get("title") or "")
-    published = _time(entry.get("published_parsed")) or _time(entry.get("updated_parsed"))
+    # dict.get: FeedParserDict.get("updated_parsed") falls back to the published time (with a warning).
+    updated = _time(dict.get(entry, "updated_parsed"))
+    published = _time(dict.get(entry, "published_parsed")) or updated
     if not link or not title or published is None:
         return None
-    modified = _time(entry.get("updated_parsed")) or published
+    modified = updated or published
     bylines = [a.get("name", "") for a in entry.get("authors") or [] if isinstance(a, dict)]
     if not any(bylines) and entry.get("author"):
         bylines = [entry["author"]]

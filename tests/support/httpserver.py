@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 
 @dataclass
@@ -38,11 +38,14 @@ class Request:
 
 Handler = Callable[[Request], Reply]
 Route = Union[Reply, Handler]
+# A whole site: answers any path it knows, None for the rest.
+Mount = Callable[[Request], Optional[Reply]]
 
 
 class FixtureServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
+        self.mounts: list[Mount] = []
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         server = self
@@ -60,10 +63,12 @@ class FixtureServer:
                 with server._lock:
                     server.requests.append(req)
                 route = server.routes.get(self.path) or server.routes.get(self.path.split("?", 1)[0])
-                if route is None:
-                    reply = Reply("not found", status=404, content_type="text/plain")
-                else:
+                if route is not None:
                     reply = route(req) if callable(route) else route
+                else:
+                    mounted = (m(req) for m in server.mounts)
+                    reply = next((r for r in mounted if r is not None), None) or Reply(
+                        "not found", status=404, content_type="text/plain")
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.drop:
