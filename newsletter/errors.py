@@ -39,3 +39,11 @@ class SubscriberError(NewsletterError):
 
 class LockedError(NewsletterError):
     """Another process holds the lock for this work."""
+
+
+class MailingError(NewsletterError):
+    """A mailing does not exist (`not_found`), or its state does not allow what was asked."""
+
+    def __init__(self, message: str, *, not_found: bool = False):
+        super().__init__(message)
+        self.not_found = not_found

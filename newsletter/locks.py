@@ -9,6 +9,7 @@ UTC: machines sharing a store need synchronised clocks (NTP), and a TTL well abo
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -96,11 +97,36 @@ class Lease:
         self.expires_at = expires
 
 
+def _keep_renewed(held: Lease, stop: threading.Event) -> None:
+    """Renew every third of the TTL until stopped, so long work keeps a short lease alive."""
+    log = logging.getLogger(__name__)
+    while not stop.wait(held.ttl.total_seconds() / 3):
+        try:
+            held.renew()
+        except LockedError as exc:
+            log.error("lease lost", extra={"lock": held.name, "detail": str(exc)})
+            return
+        except sa.exc.OperationalError as exc:
+            # A busy SQLite store: the next beat tries again, well before the lease runs out.
+            log.warning("lease renewal failed", extra={"lock": held.name, "detail": str(exc.orig)})
+
+
 @contextmanager
-def lease(engine: sa.Engine, name: str, owner: str, ttl: timedelta) -> Iterator[Lease]:
-    """Hold the named lease for the block; LockedError at once when another live owner holds it."""
+def lease(engine: sa.Engine, name: str, owner: str, ttl: timedelta, *, heartbeat: bool = False) -> Iterator[Lease]:
+    """Hold the named lease for the block; LockedError at once when another live owner holds it.
+
+    With `heartbeat`, a thread renews it while the block runs, so work of unknown length
+    (a collect) holds a short TTL, and a crashed holder frees it within that TTL.
+    """
     held = Lease(engine, name, owner, ttl, acquire(engine, name, owner, ttl))
+    stop = threading.Event()
+    beat = threading.Thread(target=_keep_renewed, args=(held, stop), name=f"lease {name}", daemon=True)
+    if heartbeat:
+        beat.start()
     try:
         yield held
     finally:
+        if heartbeat:
+            stop.set()
+            beat.join()
         release(engine, name, owner)

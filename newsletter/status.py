@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from apscheduler.triggers.cron import CronTrigger
 
+from newsletter import editions, mailings
 from newsletter.config import Config, EditionConfig
+from newsletter.slots import Schedule
 from newsletter.store import schema, utcnow
 
 
 def next_due(edition: EditionConfig, now: datetime) -> datetime | None:
-    trigger = CronTrigger.from_crontab(edition.schedule, timezone=ZoneInfo(edition.timezone))
-    return trigger.get_next_fire_time(None, now)
+    return Schedule.of(edition).next_after(now)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -29,26 +28,23 @@ def gather(config: Config, engine: sa.Engine, *, mailing_limit: int = 20) -> dic
         brief_counts = dict(
             conn.execute(sa.select(schema.briefs.c.source, sa.func.count()).group_by(schema.briefs.c.source)).all()
         )
-        mailings = conn.execute(
-            sa.select(schema.mailings).order_by(schema.mailings.c.id.desc()).limit(mailing_limit)
-        ).all()
-        counts: dict[int, dict[str, int]] = {}
-        if mailings:
-            d = schema.deliveries
-            rows = conn.execute(
-                sa.select(d.c.mailing_id, d.c.state, sa.func.count())
-                .where(d.c.mailing_id.in_([m.id for m in mailings]))
-                .group_by(d.c.mailing_id, d.c.state)
-            )
-            for mailing_id, state, n in rows:
-                counts.setdefault(mailing_id, {})[state] = n
-        last_by_edition = dict(
-            conn.execute(
-                sa.select(schema.mailings.c.edition, sa.func.max(schema.mailings.c.created_at)).group_by(
-                    schema.mailings.c.edition
-                )
-            ).all()
-        )
+        mailing_list = mailings.recent(conn, mailing_limit)
+        m = schema.mailings
+        s = schema.schedule_slots
+        last_by_edition = {
+            e.name: conn.execute(
+                sa.select(m.c.id, m.c.created_at, m.c.status).where(m.c.edition == e.name)
+                .order_by(m.c.id.desc()).limit(1)
+            ).first()
+            for e in config.editions
+        }
+        last_slots = {
+            e.name: conn.execute(
+                sa.select(s.c.slot, s.c.outcome).where(s.c.edition == e.name).order_by(s.c.due_at.desc()).limit(1)
+            ).first()
+            for e in config.editions
+        }
+        waiting = {e.name: editions.waiting(conn, e, now) for e in config.editions}
 
     sources = []
     for source in config.sources:
@@ -65,31 +61,21 @@ def gather(config: Config, engine: sa.Engine, *, mailing_limit: int = 20) -> dic
                 "last_counts": row.last_counts if row else None,
             }
         )
-    editions = [
-        {
+    edition_list = []
+    for e in config.editions:
+        last = last_by_edition.get(e.name)
+        slot = last_slots.get(e.name)
+        edition_list.append({
             "name": e.name,
             "language": e.language,
             "schedule": e.schedule,
             "timezone": e.timezone,
-            "last_mailing_at": _iso(last_by_edition.get(e.name)),
+            "last_mailing_id": last.id if last else None,
+            "last_mailing_at": _iso(last.created_at) if last else None,
+            "last_mailing_status": last.status if last else None,
+            "last_slot": slot.slot if slot else None,
+            "last_slot_outcome": slot.outcome if slot else None,
             "next_due_at": _iso(next_due(e, now)),
-        }
-        for e in config.editions
-    ]
-    states = ("pending", "sending", "sent", "failed", "suppressed")
-    mailing_list = [
-        {
-            "id": m.id,
-            "edition": m.edition,
-            "slot": m.slot,
-            "status": m.status,
-            "paused_reason": m.paused_reason,
-            "subject": m.subject,
-            "briefs": len(m.brief_ids),
-            "created_at": _iso(m.created_at),
-            "finished_at": _iso(m.finished_at),
-            "deliveries": {s: counts.get(m.id, {}).get(s, 0) for s in states},
-        }
-        for m in mailings
-    ]
-    return {"sources": sources, "editions": editions, "mailings": mailing_list}
+            "waiting_briefs": waiting[e.name],
+        })
+    return {"sources": sources, "editions": edition_list, "mailings": mailing_list}

@@ -30,12 +30,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             s["last_run_at"] or "never", s["last_error"] or "",
         )
     editions = Table(title="Editions")
-    for column in ("edition", "language", "schedule", "last mailing", "next due"):
+    for column in ("edition", "language", "schedule", "last mailing", "last slot", "next due", "new briefs"):
         editions.add_column(column)
     for e in report["editions"]:
+        last = f"{e['last_mailing_id']} at {e['last_mailing_at']} ({e['last_mailing_status']})" if e["last_mailing_id"] else "never"
+        slot = f"{e['last_slot']} ({e['last_slot_outcome']})" if e["last_slot"] else "none yet"
         editions.add_row(
-            e["name"], e["language"], f"{e['schedule']} {e['timezone']}", e["last_mailing_at"] or "never",
-            e["next_due_at"] or "",
+            e["name"], e["language"], f"{e['schedule']} {e['timezone']}", last, slot, e["next_due_at"] or "",
+            str(e["waiting_briefs"]),
         )
     mailings = Table(title="Mailings")
     for column in ("id", "edition", "status", "briefs", "pending", "sent", "failed", "suppressed", "created"):

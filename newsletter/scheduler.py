@@ -1,0 +1,246 @@
+"""The unattended job: collect on time, send each edition at its hour, never twice.
+
+`Job` holds the steps; `Job.once` does what is due now and returns a `RunReport` (what
+`newsletter run --once` runs from cron); `run_forever` drives the same steps with
+APScheduler 3: a cycle (collect, feeds, due editions, unfinished sends) every
+`[collect].interval_minutes`, and one job per edition firing at its slots.
+
+State lives in the store, not in the scheduler: handled slots in `schedule_slots`,
+mailings and their ledger. So a restart, a second scheduler on another machine, or cron
+every few minutes all compute the same due slot and find it already handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from newsletter import editions, locks
+from newsletter.collect import collect_all
+from newsletter.config import Config, EditionConfig
+from newsletter.errors import LockedError, NewsletterError
+from newsletter.feeds import build_all
+from newsletter.send.dispatch import send_mailing
+from newsletter.slots import Schedule, SlotTrigger, due_slot, slot_id
+from newsletter.store import schema, utcnow
+
+log = logging.getLogger(__name__)
+
+# Exit codes of `run --once`, for cron and monitors (documented in the README).
+EXIT_OK = 0
+EXIT_SOURCES = 3  # a source could not be collected, or the feeds could not be built
+EXIT_SENDING = 4  # a send failed or a mailing is paused
+EXIT_BOTH = 5
+
+# The collect lease is renewed while collecting, so a crashed collector frees it within this.
+COLLECT_LEASE_TTL = timedelta(minutes=2)
+
+
+@dataclass
+class EditionOutcome:
+    edition: str
+    slot: str | None = None
+    mailing_id: int | None = None
+    # not-due | no-news | created | locked | error
+    outcome: str = "not-due"
+    detail: str | None = None
+
+
+@dataclass
+class SendOutcome:
+    mailing_id: int
+    edition: str
+    status: str  # the mailing's status afterwards, or "error"
+    sent: int = 0
+    failed: int = 0
+    detail: str | None = None
+
+
+@dataclass
+class RunReport:
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    feeds: int = 0
+    feed_error: str | None = None
+    collect_skipped: str | None = None  # why collecting was skipped (another process is collecting)
+    editions: list[EditionOutcome] = field(default_factory=list)
+    sends: list[SendOutcome] = field(default_factory=list)
+
+    @property
+    def source_failures(self) -> list[str]:
+        failures = [f"source {s['name']}: {s['error']}" for s in self.sources if s.get("error")]
+        if self.feed_error:
+            failures.append(f"feeds: {self.feed_error}")
+        return failures
+
+    @property
+    def send_failures(self) -> list[str]:
+        failures = [f"edition {e.edition}: {e.detail}" for e in self.editions if e.outcome == "error"]
+        for s in self.sends:
+            if s.status in ("error", "paused"):
+                failures.append(f"mailing {s.mailing_id} ({s.edition}) {s.status}: {s.detail}")
+        return failures
+
+    @property
+    def exit_code(self) -> int:
+        sources, sending = bool(self.source_failures), bool(self.send_failures)
+        if sources and sending:
+            return EXIT_BOTH
+        return EXIT_SOURCES if sources else EXIT_SENDING if sending else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exit_code"] = self.exit_code
+        data["failures"] = self.source_failures + self.send_failures
+        return data
+
+
+def last_slot(conn: sa.Connection, edition: str) -> datetime | None:
+    """The newest scheduled slot the edition handled (with or without news)."""
+    s = schema.schedule_slots
+    return conn.execute(sa.select(sa.func.max(s.c.due_at)).where(s.c.edition == edition)).scalar_one()
+
+
+class Job:
+    """The steps of the job against one store; `clock` is injectable so tests control time."""
+
+    def __init__(self, config: Config, engine: sa.Engine, *, worker: str,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.config = config
+        self.engine = engine
+        self.worker = worker
+        self.clock = clock
+
+    def collect(self, report: RunReport) -> None:
+        """Collect every source, then rebuild the feeds; skipped when another process is collecting."""
+        owner = locks.owner_id(self.worker)
+        try:
+            with locks.lease(self.engine, "collect", owner, COLLECT_LEASE_TTL, heartbeat=True):
+                results = collect_all(self.config, self.engine)
+                report.sources = [r.as_dict() for r in results]
+                log.info("collect done", extra={
+                    "sources": len(results), "new": sum(r.new for r in results),
+                    "updated": sum(r.updated for r in results), "failed": sum(1 for r in results if r.error)})
+                try:
+                    report.feeds = len(build_all(self.config, self.engine))
+                except (NewsletterError, OSError) as exc:
+                    report.feed_error = str(exc)
+                    log.error("feeds failed", extra={"detail": str(exc)})
+                else:
+                    log.info("feeds built", extra={"files": report.feeds})
+        except LockedError as exc:
+            report.collect_skipped = str(exc)
+            log.info("lock held elsewhere", extra={"lock": "collect", "detail": str(exc)})
+
+    def due(self, edition: EditionConfig, now: datetime) -> datetime | None:
+        """The edition's slot to run now, if any (see `slots.due_slot`); logs slots missed beyond grace."""
+        with self.engine.connect() as conn:
+            last = last_slot(conn, edition.name)
+        schedule = Schedule.of(edition)
+        grace = timedelta(minutes=edition.grace_minutes)
+        if last is not None:
+            missed = schedule.between(last, now - grace)
+            if missed:
+                log.warning("slots missed beyond grace", extra={
+                    "edition": edition.name, "missed": len(missed), "first": slot_id(missed[0]),
+                    "grace_minutes": edition.grace_minutes})
+        return due_slot(schedule, last=last, now=now, grace=grace)
+
+    def run_edition(self, name: str, report: RunReport, now: datetime | None = None) -> int | None:
+        """Create the edition's mailing for its due slot, if one is due and there is news."""
+        now = now or self.clock()
+        edition = self.config.edition(name)
+        outcome = EditionOutcome(edition=name)
+        report.editions.append(outcome)
+        slot = self.due(edition, now)
+        if slot is None:
+            return None
+        outcome.slot = slot_id(slot)
+        try:
+            outcome.mailing_id = editions.prepare_mailing(self.config, self.engine, name, slot=outcome.slot, now=now)
+        except LockedError as exc:
+            outcome.outcome, outcome.detail = "locked", str(exc)
+            return None
+        except NewsletterError as exc:
+            outcome.outcome, outcome.detail = "error", str(exc)
+            log.error("mailing failed", extra={"edition": name, "slot": outcome.slot, "detail": str(exc)})
+            return None
+        outcome.outcome = "created" if outcome.mailing_id is not None else "no-news"
+        return outcome.mailing_id
+
+    def send(self, mailing_id: int, edition: str, report: RunReport) -> None:
+        """Send the mailing's remaining deliveries; the ledger makes a concurrent sender harmless."""
+        try:
+            summary = send_mailing(self.config, self.engine, mailing_id, worker=self.worker)
+        except NewsletterError as exc:
+            report.sends.append(SendOutcome(mailing_id, edition, "error", detail=str(exc)))
+            log.error("send failed", extra={"mailing_id": mailing_id, "edition": edition, "detail": str(exc)})
+            return
+        report.sends.append(SendOutcome(mailing_id, edition, summary.status, summary.sent, summary.failed,
+                                        summary.paused_reason))
+        log.info("send finished", extra={
+            "mailing_id": mailing_id, "edition": edition, "status": summary.status, "sent": summary.sent,
+            "failed": summary.failed, "retried": summary.retried, "seconds": round(summary.duration_seconds, 2)})
+
+    def send_unfinished(self, report: RunReport) -> None:
+        """Carry on every mailing still sending (new ones, interrupted ones, retries now due).
+
+        Paused mailings wait for an operator (`mailings resume` or `send EDITION`).
+        """
+        m = schema.mailings
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(m.c.id, m.c.edition).where(m.c.status == "sending").order_by(m.c.id)).all()
+        for row in rows:
+            self.send(row.id, row.edition, report)
+
+    def run_edition_and_send(self, name: str) -> RunReport:
+        """What an edition's scheduled job does at its slot."""
+        report = RunReport()
+        mailing_id = self.run_edition(name, report)
+        if mailing_id is not None:
+            self.send(mailing_id, name, report)
+        return report
+
+    def once(self, now: datetime | None = None) -> RunReport:
+        """Collect, build the feeds, create what is due, send everything unfinished."""
+        report = RunReport()
+        self.collect(report)
+        now = now or self.clock()
+        for edition in self.config.editions:
+            self.run_edition(edition.name, report, now)
+        self.send_unfinished(report)
+        return report
+
+
+def run_forever(job: Job) -> None:
+    """Run the job on its schedules until SIGTERM or SIGINT; returns after a clean shutdown."""
+    config = job.config
+    scheduler = BlockingScheduler(timezone=timezone.utc)
+    # The first cycle starts at once: it collects and catches up on a slot missed while down.
+    scheduler.add_job(
+        job.once, IntervalTrigger(minutes=config.collect.interval_minutes, timezone=timezone.utc),
+        id="cycle", name="collect, feeds, due editions, unfinished sends", next_run_time=job.clock(),
+        coalesce=True, max_instances=1, misfire_grace_time=config.collect.interval_minutes * 60,
+    )
+    for edition in config.editions:
+        scheduler.add_job(
+            job.run_edition_and_send, SlotTrigger(Schedule.of(edition)), args=[edition.name],
+            id=f"edition:{edition.name}", name=f"edition {edition.name}",
+            coalesce=True, max_instances=1, misfire_grace_time=edition.grace_minutes * 60,
+        )
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("scheduler stopping", extra={"signal": signal.Signals(signum).name})
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("scheduler started", extra={
+        "editions": [e.name for e in config.editions], "interval_minutes": config.collect.interval_minutes})
+    scheduler.start()
