@@ -407,3 +407,38 @@ def test_feed_command_with_a_broken_config_says_what_is_wrong(tmp_path: Path, sq
     proc = run_cli("feed", config=write_config(tmp_path, data))
     assert proc.returncode != 0
     assert proc.stderr.strip() == "newsletter: error: feed.entries = 0: expected a number greater than 0"
+
+
+def test_collect_rebuilds_the_feeds_and_an_edit_surfaces_as_an_update(
+        tmp_path: Path, sqlite_url: str, fixture_server: FixtureServer) -> None:
+    """Our fixture publisher, collected by the real CLI: the feeds follow, an editor's fix updates one entry."""
+    from tests.support.sites import mount_sites
+
+    english, _ = mount_sites(fixture_server)
+    data = base_config(sqlite_url)
+    headings = ["Crime Briefs Analysis", "Análisis de Crime Briefs"]
+    data["sources"] = [
+        {"name": "wp-en", "kind": "wordpress", "url": fixture_server.url, "language": "en", "analysis_headings": headings},
+        {"name": "wp-es", "kind": "wordpress", "url": f"{fixture_server.url}/es", "language": "es",
+         "analysis_headings": headings},
+    ]
+    path = write_config(tmp_path, data)
+    out = tmp_path / "public" / "feeds"
+    code, _ = run_json("collect", config=path)
+    assert code == 0
+    before = parse(out / "en.atom")
+    assert xml(out / "es.atom").get("{http://www.w3.org/XML/1998/namespace}lang") == "es"
+    assert (out / "en" / "colombia.atom").exists()
+    river = next(e for e in before.entries if e.link.endswith("/river-port-seizure-exposes-cocaine-route/"))
+    assert "River ports have become the quiet back door" in river.summary
+
+    post = next(p for p in english.raw if p["id"] == 101)
+    post["title"]["rendered"] = "River Port Seizure Exposes a Cocaine Route"
+    post["modified"] = post["modified_gmt"] = "2026-10-06T09:00:00"
+    code, _ = run_json("collect", config=path)
+    assert code == 0
+    after = parse(out / "en.atom")
+    assert len(after.entries) == len(before.entries)
+    edited = entry_by_id(after, river.id)
+    assert edited.title == "River Port Seizure Exposes a Cocaine Route"
+    assert edited.updated_parsed > river.updated_parsed and edited.published == river.published

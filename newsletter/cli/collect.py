@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from newsletter import feeds
 from newsletter.cli.context import Context
 from newsletter.collect import SourceResult, collect_all
 
@@ -54,6 +55,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         results = collect_all(config, engine, _Display(progress))
+    # Feeds follow the store after every collect; only the files whose bytes changed are rewritten.
+    feeds.build_all(config, engine)
     if args.json:
         ctx.print_json({"sources": [r.as_dict() for r in results]})
     else:
