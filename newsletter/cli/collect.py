@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -63,5 +64,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         console.print(summary_table(results))
     failed = [r for r in results if r.error]
     for r in failed:
-        console.print(f"newsletter: source {r.name} failed: {r.error}", markup=False, highlight=False)
+        # Plain lines, never wrapped, so scripts can grep them.
+        print(f"newsletter: source {r.name} failed: {r.error}", file=sys.stderr)
     return 1 if failed else 0

@@ -115,12 +115,13 @@ def _store(config: Config, engine: sa.Engine, name: str, harvest: Harvest, fetch
             counts[outcome] += 1
         _save_source(conn, name, validators=fetcher.next_validators(), cursor=harvest.cursor or old_cursor,
                      last_run_at=now, last_success_at=now, last_error=None, last_counts=counts)
-    log.info("collected %s", name, extra={"source": name, **counts, "requests": fetcher.requests})
+    # Callers report results (the CLI's table, the scheduler's log); this is for -v.
+    log.debug("collected %s", name, extra={"source": name, **counts, "requests": fetcher.requests})
     return SourceResult(name=name, requests=fetcher.requests, **counts)
 
 
 def _failed(engine: sa.Engine, name: str, error: str, requests: int) -> SourceResult:
-    log.warning("source %s failed: %s", name, error, extra={"source": name})
+    log.debug("source %s failed: %s", name, error, extra={"source": name})
     with engine.begin() as conn:
         _save_source(conn, name, last_run_at=utcnow(), last_error=error)
     return SourceResult(name=name, error=error, requests=requests)
