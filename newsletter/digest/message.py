@@ -54,6 +54,7 @@ class MailingContent:
     text: str
     content_hash: str
     created_at: datetime
+    brief_ids: tuple[int, ...] = ()
 
     @classmethod
     def from_row(cls, row: Any) -> "MailingContent":
@@ -62,7 +63,7 @@ class MailingContent:
         return cls(
             id=row.id, edition=row.edition, language=row.language, subject=row.subject,
             preheader=row.preheader or "", html=row.html, text=row.text, content_hash=row.content_hash or "",
-            created_at=row.created_at,
+            created_at=row.created_at, brief_ids=tuple(row.brief_ids or ()),
         )
 
 

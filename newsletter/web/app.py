@@ -13,8 +13,7 @@ from newsletter.config import Config
 from newsletter.web.pages import Pages
 from newsletter.web.security import BodyTooLarge, Guard
 from newsletter.web.webhooks import Webhooks
-from newsletter.web import feeds
-from newsletter.web.operator import OperatorApi
+from newsletter.web import archive, feeds
 
 
 async def health(request: Request) -> JSONResponse:
@@ -35,7 +34,7 @@ def create_app(config: Config, engine: sa.Engine) -> Starlette:
         *pages.routes(),
         Route("/webhooks/{provider}", Webhooks(config, engine).handle, methods=["POST"]),
         *feeds.routes(config, engine),
-        *OperatorApi(config, engine).routes(),
+        *archive.routes(config, engine),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],
                     exception_handlers={BodyTooLarge: pages.body_too_large})
