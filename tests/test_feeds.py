@@ -9,9 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
-from lxml import etree, html
+from lxml import html
 
 from newsletter import feeds
+from newsletter.config import load
 from newsletter.feeds.plan import Feed
 from tests.support.cli import run_cli, run_json
 from tests.support.configs import base_config, write_config
@@ -151,6 +152,29 @@ def test_rebuilding_unchanged_briefs_rewrites_nothing(config, out: Path, engine)
     second = feeds.build(config, engine)
     assert second.written == [] and sorted(second.unchanged) == sorted(first.written)
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in first.written} == before
+
+
+def test_a_deleted_or_overwritten_feed_file_is_written_again(config, out: Path, engine) -> None:
+    store(engine, sample(1))
+    feeds.build_all(config, engine)
+    good = (out / "en" / "colombia.atom").read_bytes()
+    (out / "en.atom").unlink()
+    (out / "en" / "colombia.atom").write_bytes(b"<feed/>")
+    report = feeds.build(config, engine)
+    assert sorted(report.written) == [out / "en" / "colombia.atom", out / "en.atom"]
+    assert (out / "en" / "colombia.atom").read_bytes() == good
+    parse(out / "en.atom")
+
+
+def test_a_config_change_reaches_every_feed(tmp_path: Path, store_url: str, engine) -> None:
+    config = site_config(tmp_path, store_url)
+    store(engine, sample(1))
+    feeds.build_all(config, engine)
+    text = config.path.read_text(encoding="utf-8").replace('name = "Crime Briefs Test"', 'name = "Renamed Briefs"')
+    config.path.write_text(text, encoding="utf-8")
+    renamed = load(config.path)
+    assert len(feeds.build(renamed, engine).written) == 2
+    assert parse(renamed.resolve("public/feeds") / "en.atom").feed.title == "Renamed Briefs: news briefs"
 
 
 def test_an_edited_title_does_not_create_a_second_entry(config, out: Path, engine) -> None:

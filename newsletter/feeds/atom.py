@@ -21,7 +21,7 @@ from newsletter import __version__
 from newsletter.briefs import Brief
 from newsletter.config import Config
 from newsletter.countries import Countries
-from newsletter.excerpt import excerpt, plain_text
+from newsletter.excerpt import excerpt
 from newsletter.feeds.plan import Document
 from newsletter.feeds.words import join_names, words
 from newsletter.sanitize import absolute_url, clean_html, clean_text, xml_safe
@@ -101,15 +101,17 @@ def original_url(brief: Brief, site: Site) -> str:
     return absolute_url(xml_safe(brief.url), site.config.publication.site_url) or site.home(brief.language)
 
 
-def summary(brief: Brief, site: Site) -> str:
+def analysis_excerpt(brief: Brief, url: str) -> str:
+    """Whole sentences of the analysis, plain text; empty when the brief has no analysis."""
+    return excerpt(clean_html(brief.analysis, url), EXCERPT_CHARS)[0]
+
+
+def summary(brief: Brief, url: str, analysis: str) -> str:
     """The analysis excerpt, else the lede's: plain text."""
-    url = original_url(brief, site)
-    analysis = clean_html(brief.analysis, url)
-    source = analysis if plain_text(analysis) else clean_html(brief.lede, url)
-    return excerpt(source, EXCERPT_CHARS)[0]
+    return analysis or excerpt(clean_html(brief.lede, url), EXCERPT_CHARS)[0]
 
 
-def content(brief: Brief, site: Site) -> str:
+def content(brief: Brief, site: Site, url: str, analysis: str) -> str:
     """The entry's HTML: the excerpt with the attribution CC BY-NC asks for around it.
 
     Byline with the authors and the publisher, a link to the original at the top and at the
@@ -118,7 +120,6 @@ def content(brief: Brief, site: Site) -> str:
     pub = site.config.publication
     w = words(brief.language)
     esc = html.escape
-    url = original_url(brief, site)
     authors = [a for a in (clean_text(a) for a in brief.authors) if a]
     publisher = esc(clean_text(pub.name))
     title = esc(clean_text(brief.title) or url)
@@ -134,11 +135,9 @@ def content(brief: Brief, site: Site) -> str:
     if brief.image_url:
         parts.append(f'<p><img src="{esc(brief.image_url)}" alt=""></p>')
     parts.append(brief.lede)
-    analysis = clean_html(brief.analysis, url)
-    if plain_text(analysis):
-        text, _ = excerpt(analysis, EXCERPT_CHARS)
+    if analysis:
         parts.append(f"<h2>{w.analysis_heading.format(publisher=publisher)}</h2>")
-        parts.extend(f"<p>{esc(paragraph)}</p>" for paragraph in text.split("\n\n"))
+        parts.extend(f"<p>{esc(paragraph)}</p>" for paragraph in analysis.split("\n\n"))
     parts.append(f"<p>{w.read_original.format(url=esc(url), publisher=publisher)}</p>")
     credit = esc(join_names(authors, brief.language)) if authors else publisher
     parts.append(
@@ -155,6 +154,7 @@ def content(brief: Brief, site: Site) -> str:
 def entry(brief: Brief, site: Site) -> FeedEntry:
     language = brief.language
     url = original_url(brief, site)
+    analysis = analysis_excerpt(brief, url)
     item = _Entry()
     item.id(xml_safe(brief.guid))
     item.title(clean_text(brief.title) or url)
@@ -171,8 +171,8 @@ def entry(brief: Brief, site: Site) -> FeedEntry:
             categories.append({"term": tag})
     if categories:
         item.category(categories)
-    item.summary(xml_safe(summary(brief, site)) or None)
-    item.content(content(brief, site), type="html")
+    item.summary(xml_safe(summary(brief, url, analysis)) or None)
+    item.content(content(brief, site, url, analysis), type="html")
     return item
 
 

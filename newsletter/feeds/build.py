@@ -4,28 +4,40 @@ One feed per configured language (sources and editions) that has briefs, and one
 country within it. A file is replaced atomically and only when its bytes differ, so an
 unchanged feed keeps its modification time and its ETag, and a half-written file is
 never served.
+
+Rendering is the expensive part, so a document is only rendered when its fingerprint
+(its briefs' ids, content hashes and times, its links, the config it shows and the code
+and libraries that render it) or its file's bytes differ from those recorded in `MANIFEST`
+when it was last written: rebuilding thousands of unchanged briefs after a collect costs
+a query and reading the files.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import tempfile
+from importlib import metadata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 from feedgen.entry import FeedEntry
 
-from newsletter import briefs
+from newsletter import __version__, briefs, countries, excerpt, sanitize
 from newsletter.config import Config
 from newsletter.countries import Countries
 from newsletter.errors import NewsletterError
-from newsletter.feeds import websub
+from newsletter.feeds import atom, plan as plan_module, websub, words
 from newsletter.feeds.atom import Site, render
 from newsletter.feeds.plan import Document, Feed, plan, usable_slug
 
 log = logging.getLogger(__name__)
+MANIFEST = ".fingerprints.json"
+_RENDERING_CODE = (atom, words, plan_module, sanitize, excerpt, countries)
+_RENDERING_LIBRARIES = ("feedgen", "lxml", "nh3")
 
 
 @dataclass
@@ -64,6 +76,43 @@ def documents(config: Config, conn: sa.Connection) -> list[Document]:
     return docs
 
 
+def build_key(config: Config) -> str:
+    """What shapes every document besides its briefs: the config it shows, the code and libraries."""
+    digest = hashlib.sha256(__version__.encode())
+    for module in _RENDERING_CODE:
+        digest.update(Path(module.__file__).read_bytes())
+    for library in _RENDERING_LIBRARIES:
+        digest.update(metadata.version(library).encode())
+    shown = (config.publication, config.feed, [(s.language, s.url) for s in config.sources], config.collect.countries)
+    digest.update(repr(shown).encode())
+    return digest.hexdigest()
+
+
+def fingerprint(doc: Document, key: str) -> str:
+    digest = hashlib.sha256(key.encode())
+    digest.update(repr((doc.path, doc.archive_page, doc.prev_archive, doc.next_archive)).encode())
+    for b in doc.briefs:
+        digest.update(repr((b.guid, b.content_hash, b.published_at, b.modified_at, b.first_seen_at,
+                            b.updated_at)).encode())
+    return digest.hexdigest()
+
+
+def _read_manifest(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _sha256_of(path: Path) -> str | None:
+    """The file's hash, so a file another build overwrote since is rendered again."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
 def write_if_changed(path: Path, data: bytes) -> bool:
     """Atomically replace `path` with `data` unless it already holds exactly that; True when written."""
     try:
@@ -95,17 +144,31 @@ def build(config: Config, engine: sa.Engine) -> FeedReport:
     hub = config.feed.websub_hub
     with engine.connect() as conn:
         docs = documents(config, conn)
+    key = build_key(config)
+    manifest_path = output_dir / MANIFEST
+    previous = _read_manifest(manifest_path)
+    manifest: dict[str, str] = {}
     entries: dict[str, FeedEntry] = {}
     changed_feeds: list[str] = []
     for doc in docs:
         path = output_dir / doc.path
+        expected = fingerprint(doc, key)
+        recorded, _, recorded_bytes = previous.get(doc.path, "").partition(" ")
+        if recorded == expected and _sha256_of(path) == recorded_bytes:
+            manifest[doc.path] = previous[doc.path]
+            report.unchanged.append(path)
+            continue
+        data = render(doc, entries, site, hub=hub)
+        manifest[doc.path] = f"{expected} {hashlib.sha256(data).hexdigest()}"
         try:
-            written = write_if_changed(path, render(doc, entries, site, hub=hub))
+            written = write_if_changed(path, data)
         except OSError as exc:
             raise NewsletterError(f"feed.output_dir: cannot write {path}: {exc.strerror}") from exc
         (report.written if written else report.unchanged).append(path)
         if written and doc.archive_page is None:
             changed_feeds.append(site.feed_url(doc.path))
+    # Written last: a build that stops half way leaves fingerprints that only cause re-rendering.
+    write_if_changed(manifest_path, json.dumps(manifest, indent=0, sort_keys=True).encode())
     if hub and changed_feeds:
         agent = websub.user_agent(config.publication.public_url, config.collect.user_agent)
         report.hub = websub.ping(hub, changed_feeds, user_agent=agent)
