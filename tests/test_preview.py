@@ -9,12 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from newsletter import briefs as briefs_module
 from newsletter import editions, tokens
-from newsletter.config import Config
 from newsletter.store import open_store, utcnow
 from newsletter.subscribers import registry
 from newsletter.subscribers.profile import Profile

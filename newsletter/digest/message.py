@@ -189,9 +189,11 @@ class MessageFactory:
 
 def _qp(text: str) -> bytes:
     """Quoted-printable with CRLF line ends (hard breaks stay hard, long lines get soft breaks)."""
-    if len(text) < 76 and _QP_LITERAL.fullmatch(text):
-        # Most values (token URLs, plain names) are their own encoding: skip the encoder.
-        return text.encode()
+    if _QP_LITERAL.fullmatch(text):
+        # Most values (token URLs, plain names) are their own encoding: only long lines need soft breaks.
+        if len(text) < 76:
+            return text.encode()
+        return _SOFT_BREAK.join(text[i:i + 75].encode() for i in range(0, len(text), 75))
     return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", _CRLF)
 
 

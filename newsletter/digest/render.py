@@ -105,7 +105,7 @@ def render_mailing(
     preheader = _preheader([item.title for item in items], language)
     public_url = pub.public_url.rstrip("/")
     context: dict[str, Any] = {
-        "t": {k: v for k, v in words.items()},
+        "t": dict(words),
         "language": language,
         "publication": pub,
         "publication_name": clean_text(pub.name),
