@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _minute(iso: str | None) -> str:
+    """An ISO UTC time cut to the minute, to keep the table narrow: "2026-03-02 12:00Z"."""
+    return f"{iso[:10]} {iso[11:16]}Z" if iso else ""
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
     report = status.gather(ctx.config, ctx.engine)
     if args.json:
@@ -33,10 +38,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     for column in ("edition", "language", "schedule", "last mailing", "last slot", "next due", "new briefs"):
         editions.add_column(column)
     for e in report["editions"]:
-        last = f"{e['last_mailing_id']} at {e['last_mailing_at']} ({e['last_mailing_status']})" if e["last_mailing_id"] else "never"
-        slot = f"{e['last_slot']} ({e['last_slot_outcome']})" if e["last_slot"] else "none yet"
+        last = (f"#{e['last_mailing_id']} {e['last_mailing_status']}, {_minute(e['last_mailing_at'])}"
+                if e["last_mailing_id"] else "never")
+        slot = f"{_minute(e['last_slot'])} ({e['last_slot_outcome']})" if e["last_slot"] else "none yet"
         editions.add_row(
-            e["name"], e["language"], f"{e['schedule']} {e['timezone']}", last, slot, e["next_due_at"] or "",
+            e["name"], e["language"], f"{e['schedule']} {e['timezone']}", last, slot, _minute(e["next_due_at"]),
             str(e["waiting_briefs"]),
         )
     mailings = Table(title="Mailings")
