@@ -10,10 +10,11 @@ from newsletter.errors import SubscriberError
 
 
 def normalise(address: str) -> str:
-    """The canonical form of `address` (domain lower-cased and IDNA-decoded), or SubscriberError.
+    """The canonical form of `address` (lower-cased, domain IDNA-decoded), or SubscriberError.
 
-    No DNS look-up: importing a list must not depend on the network, and a dead domain
-    shows up as a hard bounce anyway.
+    The local part is lower-cased too: mailbox providers treat it without case, and one
+    person typing "Ana@" and "ana@" must stay one subscriber. No DNS look-up: importing a
+    list must not depend on the network, and a dead domain shows up as a hard bounce anyway.
     """
     text = (address or "").strip()
     if not text:
@@ -24,7 +25,7 @@ def normalise(address: str) -> str:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise SubscriberError(f"{text!r} is not a valid email address: {exc}") from exc
-    return result.normalized
+    return result.normalized.lower()
 
 
 def loose(address: str) -> str:

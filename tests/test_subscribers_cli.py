@@ -1,0 +1,157 @@
+"""`newsletter subscribers ...` run as a subprocess against a real SQLite file and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.cli import main
+from newsletter.store import open_store, schema
+from newsletter.subscribers import csvfile
+from tests.support.cli import run_cli, run_json
+from tests.support.configs import base_config, write_config
+
+ROOT = Path(__file__).resolve().parent.parent
+EDITIONS = [{"name": "daily-en", "language": "en"}, {"name": "weekly-es", "language": "es"}]
+
+GOOD_AND_BAD = """email,name,language,editions,countries,status,consent_at,consent_ip,consent_user_agent,form_version,confirmed_at
+Lucia@Example.ORG,Lucía Gómez,es,weekly-es,Colombia;Venezuela,active,2026-03-01T14:05:00Z,203.0.113.7,Mozilla/5.0,subscribe-es-1,2026-03-01T14:09:12Z
+not-an-address,Nobody,en,,,active,,,,,
+sam@example.org,Sam,fr,,,active,,,,,
+kim@example.org,Kim,en,daily-en,Narnia,active,,,,,
+lee@example.org,Lee,en,,,active,yesterday,,,,
+left@example.org,,en,,,unsubscribed,2025-01-01T00:00:00Z,,,,
+lucia@example.org,Lucía again,es,,,active,,,,,
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path, store_url: str) -> Path:
+    data = base_config(store_url)
+    data["editions"] = EDITIONS
+    return write_config(tmp_path, data)
+
+
+def rows(store_url: str, table: sa.Table) -> list[sa.Row]:
+    engine = open_store(store_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(table)).all()
+    finally:
+        engine.dispose()
+
+
+def test_import_adds_valid_rows_and_reports_bad_ones_by_line(config: Path, store_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(GOOD_AND_BAD, encoding="utf-8")
+    proc = run_cli("subscribers", "import", str(path), config=config)
+    assert proc.returncode == 1, proc.stderr
+    errors = proc.stderr.strip().splitlines()
+    assert [e.split(f"{path.name}:")[1].split(":")[0] for e in errors] == ["3", "4", "5", "6", "8"]
+    assert "not-an-address" in errors[0] and "valid email" in errors[0]
+    assert "language 'fr'" in errors[1]
+    assert "'Narnia' is not a known country" in errors[2]
+    assert "consent_at 'yesterday'" in errors[3]
+    assert "already on line 2" in errors[4]
+    assert "2 added" in proc.stdout
+    subscribers = {r.email: r for r in rows(store_url, schema.subscribers)}
+    assert set(subscribers) == {"lucia@example.org", "left@example.org"}
+    lucia = subscribers["lucia@example.org"]
+    assert (lucia.name, lucia.language, lucia.editions, lucia.countries, lucia.status) == \
+        ("Lucía Gómez", "es", ["weekly-es"], ["colombia", "venezuela"], "active")
+    [consent] = [c for c in rows(store_url, schema.consents) if c.subscriber_id == lucia.id]
+    assert (consent.action, consent.ip, consent.form_version, consent.at.isoformat()) == \
+        ("import", "203.0.113.7", "subscribe-es-1", "2026-03-01T14:05:00+00:00")
+    assert {(s.email, s.reason) for s in rows(store_url, schema.suppressions)} == {("left@example.org", "unsubscribed")}
+
+
+def test_import_never_reactivates_an_address_that_left(config: Path, store_url: str, tmp_path: Path) -> None:
+    run_cli("subscribers", "add", "ana@example.org", config=config, check=True)
+    run_cli("subscribers", "remove", "ana@example.org", config=config, check=True)
+    path = tmp_path / "again.csv"
+    path.write_text("email,status\nana@example.org,active\nbo@example.org,\n", encoding="utf-8")
+    code, summary = run_json("subscribers", "import", str(path), config=config)
+    assert code == 0
+    assert summary == {"added": 1, "updated": 0, "kept_suppressed": 1, "invalid": []}
+    proc = run_cli("subscribers", "add", "ana@example.org", config=config)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == ("newsletter: error: ana@example.org is suppressed (manual); "
+                                   "it is never re-activated by an operator")
+    code, shown = run_json("subscribers", "show", "ana@example.org", config=config)
+    assert code == 0 and shown["status"] == "unsubscribed" and shown["suppressed"] == "manual"
+
+
+def test_export_round_trips_through_import(config: Path, tmp_path: Path) -> None:
+    run_cli("subscribers", "import", str(ROOT / "subscribers" / "example.csv"), config=config)
+    run_cli("subscribers", "add", "cli@example.org", "--name", "Cli User", "--countries", "Perú, Haiti",
+            config=config, check=True)
+    first = tmp_path / "first.csv"
+    run_cli("subscribers", "export", str(first), config=config, check=True)
+    (tmp_path / "other").mkdir()
+    fresh = f"sqlite:///{tmp_path / 'other' / 'store.sqlite3'}"
+    other = write_config(tmp_path / "other", {**base_config(fresh), "editions": EDITIONS})
+    run_cli("subscribers", "import", str(first), config=other, check=True)
+    second = run_cli("subscribers", "export", config=other, check=True).stdout
+    assert second == first.read_text(encoding="utf-8")
+    exported = list(csv.DictReader(io.StringIO(second)))
+    assert [r["email"] for r in exported] == ["maria.lopez@example.org", "j.smith@example.com",
+                                              "left.us@example.net", "cli@example.org"]
+    assert exported[3]["countries"] == "peru;haiti"
+    code, as_json = run_json("subscribers", "export", config=other)
+    assert code == 0 and as_json[0]["countries"] == ["colombia", "venezuela"]
+    assert as_json[0]["consent_ip"] == "203.0.113.7"
+
+
+
+
+def test_a_crash_halfway_through_an_import_leaves_nothing(config: Path, store_url: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "big.csv"
+    path.write_text("email,name\n" + "".join(f"reader{i}@example.org,Reader {i}\n" for i in range(3000)),
+                    encoding="utf-8")
+    real = csvfile.import_rows
+
+    def crash_after_writing(conn: sa.Connection, parsed: csvfile.ParsedFile, source: str) -> csvfile.ImportSummary:
+        real(conn, parsed, source)
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.subscribers)).scalar() == 3000
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(csvfile, "import_rows", crash_after_writing)
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    with pytest.raises(RuntimeError, match="power cut"):
+        main(["--config", str(config), "subscribers", "import", str(path)])
+    assert rows(store_url, schema.subscribers) == []
+    assert rows(store_url, schema.consents) == []
+
+
+def test_import_of_many_rows_is_batched(config: Path, store_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "many.csv"
+    path.write_text("email,language,countries\n" + "".join(f"r{i}@example.org,en,Mexico\n" for i in range(20000)),
+                    encoding="utf-8")
+    started = time.monotonic()
+    code, summary = run_json("subscribers", "import", str(path), config=config)
+    elapsed = time.monotonic() - started
+    assert code == 0 and summary["added"] == 20000
+    assert elapsed < 60, f"20,000 rows took {elapsed:.1f} s"
+    code, summary = run_json("subscribers", "import", str(path), config=config)
+    assert summary["added"] == 0 and summary["updated"] == 20000
+
+
+def test_show_and_remove_name_the_address_and_fail_clearly_when_unknown(config: Path) -> None:
+    proc = run_cli("subscribers", "show", "nobody@example.org", config=config)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == "newsletter: error: nobody@example.org is not on the list"
+    proc = run_cli("subscribers", "add", "not an address", config=config)
+    assert proc.returncode != 0 and "is not a valid email address" in proc.stderr
+    code, added = run_json("subscribers", "add", "Eve@Example.org", "--language", "es", "--editions", "weekly-es",
+                           config=config)
+    assert code == 0 and added["created"] and added["email"] == "eve@example.org"
+    assert added["consents"][0]["action"] == "add"
+    shown = run_cli("subscribers", "show", "eve@EXAMPLE.org", config=config, check=True).stdout
+    assert "status: active" in shown and "editions: weekly-es" in shown
