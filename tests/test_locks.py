@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -64,3 +65,16 @@ def test_racing_threads_get_one_holder(engine: sa.Engine) -> None:
     for t in threads:
         t.join()
     assert len(winners) == 1 and len(losers) == 7
+
+
+def test_a_heartbeat_keeps_a_short_lease_alive_while_the_work_runs(engine: sa.Engine) -> None:
+    short = timedelta(seconds=0.6)
+    with locks.lease(engine, "collect", "collector-a", short, heartbeat=True):
+        time.sleep(1.5)  # well past the TTL: only the heartbeat keeps it
+        with pytest.raises(LockedError, match="held by collector-a"):
+            locks.acquire(engine, "collect", "collector-b", short)
+    # Without a heartbeat the same lease lapses, and a successor takes it over.
+    locks.acquire(engine, "collect", "crashed-collector", short)
+    time.sleep(0.8)
+    with locks.lease(engine, "collect", "collector-b", short):
+        pass
