@@ -124,6 +124,8 @@ class Job:
             with locks.lease(self.engine, "collect", owner, COLLECT_LEASE_TTL, heartbeat=True):
                 results = collect_all(self.config, self.engine)
                 report.sources = [r.as_dict() for r in results]
+                for failed in (r for r in results if r.error):
+                    log.warning("source failed", extra={"source": failed.name, "detail": failed.error})
                 log.info("collect done", extra={
                     "sources": len(results), "new": sum(r.new for r in results),
                     "updated": sum(r.updated for r in results), "failed": sum(1 for r in results if r.error)})
