@@ -156,3 +156,15 @@ def test_line_breaks_in_a_title_stay_out_of_subject_preheader_and_headers(cfg: C
     assert "Seizure Bcc: victim@example.com X-Injected: yes" in text
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert b"X-Injected" not in head and b"Bcc" not in head
+
+
+@pytest.mark.real_fixtures
+def test_feedparsers_script_case_is_stripped_from_the_digest(cfg: Config, real_fixtures: Path) -> None:
+    from lxml import etree
+
+    tree = etree.parse(str(real_fixtures / "feedparser_sanitize_entry_content_script.xml"))
+    escaped = tree.findtext(".//{http://purl.org/atom/ns#}content")
+    _, html, text, raw = copy(cfg, [brief(1, lede=escaped, analysis="")])
+    assert "<script" not in html.lower() and "location.href" not in html and "location.href" not in text
+    assert "safe description" in " ".join(text.split())
+    assert b"example.com/'" not in raw

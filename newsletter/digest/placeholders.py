@@ -64,9 +64,6 @@ def greeting(name: str, language: str) -> str:
     return words["hello_name"].format(name=name) if name else words["hello"]
 
 
-_PERSONAL_BLOCK = re.compile(
-    re.escape(placeholder(PERSONAL_BEGIN)) + ".*?" + re.escape(placeholder(PERSONAL_END)), re.S
-)
 _PERSONAL_BLOCK_HTML = re.compile(
     re.escape(placeholder(PERSONAL_BEGIN + "_html")) + ".*?" + re.escape(placeholder(PERSONAL_END + "_html")), re.S
 )
