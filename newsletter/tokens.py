@@ -54,7 +54,8 @@ def read(key: bytes, purpose: str, token: str, *, now: float | None = None) -> i
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (ValueError, TypeError) as exc:
         raise TokenError("the link is incomplete or damaged") from exc
-    if len(raw) != _TAG + _PAYLOAD.size:
+    # The last character carries unused bits: refuse every spelling but the one `make` writes.
+    if len(raw) != _TAG + _PAYLOAD.size or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
         raise TokenError("the link is incomplete or damaged")
     tag, ciphertext = raw[:_TAG], raw[_TAG:]
     payload = _xor(ciphertext, _keystream(key, tag))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -44,7 +45,8 @@ def build(config: Config, to: str, subject: str, text: str, html: str) -> bytes:
         message["Reply-To"] = config.publication.reply_to
     message.set_content(text)
     message.add_alternative(html, subtype="html")
-    return bytes(message)
+    # CRLF line ends: SMTP servers count a bare-LF message as one over-long line.
+    return message.as_bytes(policy=policy.SMTP)
 
 
 def send(config: Config, to: str, subject: str, text: str, html: str, *, key: str) -> bool:

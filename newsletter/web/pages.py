@@ -17,6 +17,7 @@ import jinja2
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -133,7 +134,8 @@ class Pages:
             raise BadForm()
         try:
             form = await request.form(max_files=0, max_fields=300)
-        except (MultiPartException, ValueError, UnicodeDecodeError) as exc:
+        # Starlette turns a multipart parse error into HTTPException(400) inside an app.
+        except (MultiPartException, HTTPException, ValueError, UnicodeDecodeError) as exc:
             raise BadForm() from exc
         if any(not isinstance(v, str) for _, v in form.multi_items()):
             raise BadForm()
