@@ -130,6 +130,19 @@ def test_unknown_and_malformed_feed_paths_are_404(client: TestClient) -> None:
     assert client.post("/feeds/en.atom").status_code == 405
 
 
+def test_archive_pages_are_served(tmp_path: Path, sqlite_url: str) -> None:
+    config = site_config(tmp_path, sqlite_url, entries=1, archive_size=2)
+    engine = open_store(config.store_url)
+    store(engine, *(sample(n) for n in range(5)))
+    feeds.build_all(config, engine)
+    with TestClient(create_app(config, engine)) as client:
+        for path in ("en/archive/1.atom", "en/archive/2.atom", "en/colombia/archive/2.atom"):
+            response = client.get(f"/feeds/{path}")
+            assert response.status_code == 200 and b"<fh:archive/>" in response.content, path
+        assert client.get("/feeds/en/archive/3.atom").status_code == 404
+    engine.dispose()
+
+
 def test_a_missing_feed_file_is_built_on_demand(config, engine) -> None:
     path = config.resolve("public/feeds") / "en" / "mexico.atom"
     assert not path.exists()

@@ -68,23 +68,27 @@ class FeedFiles:
         self._build_lock = threading.Lock()
         self._last_build = float("-inf")
 
+    def cached(self, name: str) -> Representations | None:
+        """The representations in memory, if the file has not changed since they were made."""
+        try:
+            stat = (self.root / name).stat()
+        except FileNotFoundError:
+            return None
+        cached = self._cache.get(name)
+        if cached and cached[0] == (stat.st_ino, stat.st_mtime_ns, stat.st_size):
+            return cached[1]
+        return None
+
     def read(self, name: str) -> Representations | None:
-        """The file's representations, or None when there is no such file."""
+        """The file's representations, read and compressed again if it changed; None when missing."""
         path = self.root / name
         try:
             stat = path.stat()
-        except FileNotFoundError:
-            return None
-        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        cached = self._cache.get(name)
-        if cached and cached[0] == key:
-            return cached[1]
-        try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
         reps = representations(data, stat.st_mtime)
-        self._cache[name] = (key, reps)
+        self._cache[name] = ((stat.st_ino, stat.st_mtime_ns, stat.st_size), reps)
         return reps
 
     def build_missing(self, name: str) -> Representations | None:
@@ -147,7 +151,9 @@ def routes(config: Config, engine: sa.Engine) -> list[BaseRoute]:
         name = request.path_params["name"]
         if not FEED_PATH.match(name):
             return PlainTextResponse("no such feed", status_code=404)
-        reps = files.read(name) or await run_in_threadpool(files.build_missing, name)
+        # Reading and compressing a changed file, or building a missing one, stays off the event loop.
+        reps = (files.cached(name) or await run_in_threadpool(files.read, name)
+                or await run_in_threadpool(files.build_missing, name))
         if reps is None:
             return PlainTextResponse("no such feed", status_code=404)
         gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
