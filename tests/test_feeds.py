@@ -466,3 +466,35 @@ def test_collect_rebuilds_the_feeds_and_an_edit_surfaces_as_an_update(
     edited = entry_by_id(after, river.id)
     assert edited.title == "River Port Seizure Exposes a Cocaine Route"
     assert edited.updated_parsed > river.updated_parsed and edited.published == river.published
+
+
+def test_a_real_insightcrime_item_makes_a_valid_attributed_entry(real_fixtures: Path, tmp_path: Path,
+                                                                   sqlite_url: str) -> None:
+    """The real Venezuela RSS item (two authors in one string, nine countries, a YouTube embed)."""
+    from newsletter.collect.extract import BodyRules
+    from newsletter.collect.feed import parse_feed
+    from newsletter.collect.source import Extraction
+    from newsletter.config import SourceConfig
+    from newsletter.countries import Countries
+    from newsletter.store import open_store
+
+    site = "https://insightcrime.org"
+    extraction = Extraction(source=SourceConfig(name="site-en", kind="feed", url=site, language="en"),
+                            countries=Countries(), rules=BodyRules.for_publication("InSight Crime"))
+    data = (real_fixtures / "insightcrime_tag_venezuela_feed_excerpt.rss").read_bytes()
+    [brief], _ = parse_feed(data, f"{site}/tag/venezuela/feed/", extraction)
+    config = site_config(tmp_path, sqlite_url)
+    engine = open_store(config.store_url)
+    store(engine, brief)
+    paths = feeds.build_all(config, engine)
+    engine.dispose()
+    assert len(paths) == 10  # the English feed and one per country
+    assert_valid_atom(real_fixtures / "rfc4287_atom.rnc", paths)
+    (item,) = parse(config.resolve("public/feeds") / "en" / "venezuela.atom").entries
+    assert [a.name for a in item.authors] == ["Deborah Bonello", "Jeremy McDermott"]
+    assert ("el-salvador", "El Salvador") in [(t.term, t.get("label")) for t in item.tags]
+    assert item.link == brief.url and item.link.startswith(f"{site}/")
+    page = html.fromstring(item.content[0].value)
+    assert "By Deborah Bonello and Jeremy McDermott for Crime Briefs Test" in page.text_content()
+    assert not page.xpath("//iframe | //script") and "youtube.com/embed" not in item.content[0].value
+    assert all(src.startswith("https://") for src in page.xpath("//img/@src | //a/@href"))
