@@ -167,3 +167,13 @@ def test_dkim_signature_verifies_and_covers_one_click_unsubscribe(tmp_path: Path
     assert {"list-unsubscribe", "list-unsubscribe-post", "from", "to", "subject", "message-id"} <= set(signed)
     tampered = raw.replace(b"List-Unsubscribe=One-Click", b"List-Unsubscribe=Nope")
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_names_are_escaped_in_html_and_plain_in_text(cfg: Config) -> None:
+    folder = cfg.root / "templates" / "email"
+    folder.mkdir(parents=True)
+    (folder / "digest.txt.j2").write_text("Dear {{ ph.name }}. {{ ph.unsubscribe_url }}\n")
+    msg = parse(MessageFactory(cfg, mailing(cfg)).build(Recipient(3, "tj@example.com", 'Tom & "Jerry"')))
+    text, html = msg.get_payload()
+    assert text.get_content().startswith('Dear Tom & "Jerry". https://news.example.org/unsubscribe/')
+    assert "<p>Hello Tom &amp; &quot;Jerry&quot;,</p>" in html.get_content()

@@ -139,8 +139,10 @@ class MessageFactory:
     def variables(self, recipient: Recipient) -> dict[str, str]:
         """Every placeholder's value for this recipient (the `_html` ones escaped)."""
         subscriber = TEST_RECIPIENT_ID if recipient.id is None else recipient.id
+        name = clean_text(recipient.name)
         return placeholders.values(
-            greeting=placeholders.greeting(clean_text(recipient.name), self._language),
+            name=name,
+            greeting=placeholders.greeting(name, self._language),
             unsubscribe_url=f"{self._public_url}/unsubscribe/{tokens.make(self._key, 'unsubscribe', subscriber)}",
             preferences_url=f"{self._public_url}/preferences/{tokens.make(self._key, 'preferences', subscriber)}",
         )

@@ -19,7 +19,7 @@ from newsletter.digest.i18n import messages
 
 MARK = "%%nl:"
 # What a recipient's copy personalises; the HTML part uses NAME + "_html".
-NAMES = ("greeting", "unsubscribe_url", "preferences_url")
+NAMES = ("name", "greeting", "unsubscribe_url", "preferences_url")
 PERSONAL_BEGIN = "personal_begin"
 PERSONAL_END = "personal_end"
 PATTERN = re.compile(r"%%nl:([a-z_]+)%%")
@@ -48,9 +48,9 @@ def fill(rendered: str, values: Mapping[str, str]) -> str:
     return PATTERN.sub(lambda m: values[m.group(1)], rendered)
 
 
-def values(greeting: str, unsubscribe_url: str, preferences_url: str) -> dict[str, str]:
+def values(name: str, greeting: str, unsubscribe_url: str, preferences_url: str) -> dict[str, str]:
     """Every placeholder's value, the `_html` ones escaped for the HTML part."""
-    raw = {"greeting": greeting, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
+    raw = {"name": name, "greeting": greeting, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
     out = dict(raw)
     out.update({f"{k}_html": html.escape(v) for k, v in raw.items()})
     for marker in (PERSONAL_BEGIN, PERSONAL_END):
@@ -72,4 +72,4 @@ _PERSONAL_BLOCK_HTML = re.compile(
 def web_copy(rendered_html: str, language: str) -> str:
     """The mailing's HTML for anyone: a neutral greeting, no subscriber links."""
     without_links = _PERSONAL_BLOCK_HTML.sub("", rendered_html)
-    return fill(without_links, values(greeting("", language), "", ""))
+    return fill(without_links, values("", greeting("", language), "", ""))
