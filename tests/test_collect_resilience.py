@@ -175,17 +175,22 @@ def test_unchanged_sources_cost_only_conditional_requests(tmp_path, engine, fixt
 
 
 def test_wordpress_rereads_only_after_its_cursor(tmp_path, engine, fixture_server, site):
-    config = config_for(tmp_path, "sqlite:///unused", {"name": "wp", "kind": "wordpress", "url": fixture_server.url})
+    config = config_for(tmp_path, "sqlite:///unused", {"name": "wp", "kind": "wordpress", "url": fixture_server.url,
+                                                        "categories": ["brief"]})
     collect_all(config, engine)
     assert source_row(engine, "wp").cursor == "2026-10-05T07:00:00+00:00"
     fixture_server.requests.clear()
     [second] = collect_all(config, engine)
-    assert (second.new, second.updated, second.requests) == (0, 0, 1)
-    asked = fixture_server.requests[0].path
+    assert (second.new, second.updated, second.requests) == (0, 0, 2)
+    asked = fixture_server.requests_to("/wp-json/wp/v2/posts")[0].path
     assert "modified_after=2026-10-05T07%3A00%3A00%2B00%3A00" in asked and "order=asc" in asked
     fixture_server.requests.clear()
+    # Same cursor, same questions: the category lookup and the posts page both answer 304,
+    # and the remembered category ids still restrict the query.
     [third] = collect_all(config, engine)
-    assert third.requests == 1 and "if-none-match" in fixture_server.requests[0].headers
+    assert (third.error, third.requests) == (None, 2)
+    assert all("if-none-match" in r.headers for r in fixture_server.requests)
+    assert source_row(engine, "wp").last_error is None
 
 
 def test_an_edited_brief_is_updated_in_place(tmp_path, engine, fixture_server, site):

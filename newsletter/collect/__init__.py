@@ -116,7 +116,8 @@ def _store(config: Config, engine: sa.Engine, name: str, harvest: Harvest, fetch
         _save_source(conn, name, validators=fetcher.next_validators(), cursor=harvest.cursor or old_cursor,
                      last_run_at=now, last_success_at=now, last_error=None, last_counts=counts)
     # Callers report results (the CLI's table, the scheduler's log); this is for -v.
-    log.debug("collected %s", name, extra={"source": name, **counts, "requests": fetcher.requests})
+    log.debug("collected %s", name, extra={"source": name, **counts, "skipped": harvest.skipped,
+                                           "requests": fetcher.requests})
     return SourceResult(name=name, requests=fetcher.requests, **counts)
 
 

@@ -19,7 +19,8 @@ from lxml import etree
 from lxml import html as lxml_html
 
 from newsletter.countries import Countries, normalise
-from newsletter.sanitize import clean_html, clean_text
+from newsletter.errors import SourceError
+from newsletter.sanitize import absolute_url, clean_html, clean_text
 
 # Paragraph text (whitespace collapsed) that is page furniture wherever it appears.
 _FURNITURE_TEXT = re.compile(
@@ -188,8 +189,6 @@ def _is_self_link(element: lxml_html.HtmlElement, article_url: str) -> bool:
 
 def _take_featured_image(root: lxml_html.HtmlElement, base_url: str) -> str | None:
     """Remove WordPress's featured image (class wp-post-image) from the body and return its URL."""
-    from newsletter.sanitize import absolute_url
-
     for img in root.xpath('.//img[contains(concat(" ", normalize-space(@class), " "), " wp-post-image ")]'):
         src = absolute_url(img.get("src", ""), base_url)
         holder = img
@@ -303,8 +302,6 @@ def is_brief(url: str, tags: Iterable[str]) -> bool:
 
 def refuse_entity_declarations(data: bytes, what: str) -> None:
     """Refuse XML that declares entities (billion laughs, external entities) before any parser sees it."""
-    from newsletter.errors import SourceError
-
     head = data[:65536]
     doctype = re.search(rb"<!DOCTYPE[^>\[]*(\[)?", head, re.IGNORECASE)
     if doctype and (doctype.group(1) or re.search(rb"<!ENTITY", data, re.IGNORECASE)):

@@ -103,8 +103,8 @@ class Fetcher:
     def close(self) -> None:
         self.session.close()
 
-    def get(self, url: str, params: Mapping[str, Any] | None = None, *, conditional: bool = True,
-            accept: str = "*/*", keep_body: bool = False) -> Response:
+    def get(self, url: str, params: Mapping[str, Any] | None = None, *, accept: str = "*/*",
+            keep_body: bool = False) -> Response:
         """GET `url`; a 304 answer is returned as is (status 304, empty body).
 
         `keep_body` remembers a small body with the validators, so a 304 still gives the
@@ -115,7 +115,7 @@ class Fetcher:
         """
         full_url = requests.Request("GET", url, params=params).prepare().url or url
         headers = {"Accept": accept}
-        known = self.validators.get(full_url, {}) if conditional else {}
+        known = self.validators.get(full_url, {})
         if known.get("etag"):
             headers["If-None-Match"] = known["etag"]
         if known.get("last_modified"):
@@ -146,13 +146,13 @@ class Fetcher:
         if response.status >= 400:
             tries = f" after {attempt} attempts" if attempt > 1 else ""
             raise SourceError(f"{full_url}: HTTP {response.status}{tries}")
-        if conditional:
-            fresh = {k: v for k, v in (("etag", response.headers.get("ETag")),
-                                       ("last_modified", response.headers.get("Last-Modified"))) if v}
-            if fresh:
-                if keep_body and len(response.body) <= KEEP_BODY_LIMIT:
-                    fresh["body"] = response.text()
-                self.used_validators[full_url] = fresh
+        fresh = {k: v for k, v in (("etag", response.headers.get("ETag")),
+                                   ("last_modified", response.headers.get("Last-Modified"))) if v}
+        if keep_body:
+            # Without the body a 304 would leave the caller with nothing: ask in full next time.
+            fresh = {**fresh, "body": response.text()} if fresh and len(response.body) <= KEEP_BODY_LIMIT else {}
+        if fresh:
+            self.used_validators[full_url] = fresh
         return response
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
