@@ -19,8 +19,8 @@ import json
 import logging
 import os
 import tempfile
-from importlib import metadata
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import sqlalchemy as sa
