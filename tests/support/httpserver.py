@@ -23,6 +23,7 @@ class Reply:
     delay: float = 0.0  # seconds to wait before answering (a hanging server)
     drop: bool = False  # close the connection without answering
     stream_bytes: int = 0  # send this many filler bytes after `body`, without Content-Length
+    trickle: float = 0.0  # seconds between the bytes of `body` (a server that never quite stops)
 
     def data(self) -> bytes:
         return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
@@ -96,8 +97,18 @@ class FixtureServer:
                     return
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command == "HEAD":
+                    return
+                if not reply.trickle:
                     self.wfile.write(data)
+                    return
+                try:
+                    for i in range(len(data)):
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(reply.trickle)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle
 
