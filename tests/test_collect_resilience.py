@@ -213,3 +213,13 @@ def test_an_edited_brief_is_updated_in_place(tmp_path, engine, fixture_server, s
     assert after.title == "Nine Port Workers Charged in Santo Domingo"
     assert after.modified_at.isoformat() == "2026-10-06T09:00:00+00:00"
     assert total == 5
+
+
+def test_a_dead_link_on_the_listing_skips_that_page_only(tmp_path, engine, fixture_server, site):
+    fixture_server.routes["/gone/"] = Reply(
+        f'<html><body><a href="/news/river-port-seizure-exposes-cocaine-route/">a</a>'
+        f'<a href="/news/a-story-that-was-deleted/">b</a></body></html>')
+    config = config_for(tmp_path, "sqlite:///unused", {"name": "pages", "kind": "pages", "url": fixture_server.url,
+                                                        "listing_url": fixture_server.url + "/gone/"})
+    [result] = collect_all(config, engine)
+    assert (result.error, result.new, result.requests) == (None, 1, 3)

@@ -29,6 +29,14 @@ CHUNK = 65536
 KEEP_BODY_LIMIT = 65536
 
 
+class StatusError(SourceError):
+    """The server answered with an HTTP error status (after any retries)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def user_agent(site_url: str, configured: str = "") -> str:
     """The configured User-Agent, else one naming the project, its version and who runs it."""
     return configured or f"newsletter/{__version__} (briefs collector; +{site_url})"
@@ -145,7 +153,7 @@ class Fetcher:
         self.changed = True
         if response.status >= 400:
             tries = f" after {attempt} attempts" if attempt > 1 else ""
-            raise SourceError(f"{full_url}: HTTP {response.status}{tries}")
+            raise StatusError(f"{full_url}: HTTP {response.status}{tries}", response.status)
         fresh = {k: v for k, v in (("etag", response.headers.get("ETag")),
                                    ("last_modified", response.headers.get("Last-Modified"))) if v}
         if keep_body:

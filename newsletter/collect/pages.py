@@ -22,7 +22,7 @@ from newsletter.briefs import Brief
 from newsletter.collect.extract import (
     authors_from, dateline_authors, html_document, is_brief, parse_time, sort_terms, split_element,
 )
-from newsletter.collect.http import Fetcher
+from newsletter.collect.http import Fetcher, StatusError
 from newsletter.collect.source import Extraction, Harvest
 from newsletter.errors import SourceError
 from newsletter.sanitize import absolute_url, clean_text
@@ -116,7 +116,10 @@ def _ld_names(value: Any) -> list[str]:
 
 
 def parse_article(page: str, url: str, ext: Extraction) -> Brief | None:
-    """A Brief from an article page, or None when the page is not a dated article (or not a brief)."""
+    """A Brief from an article page, or None when the page is not a dated article with text.
+
+    Whether it is a brief rather than a profile is the caller's question (`is_brief`).
+    """
     try:
         doc = html_document(page)
     except ValueError:
@@ -151,8 +154,6 @@ def parse_article(page: str, url: str, ext: Extraction) -> Brief | None:
         keywords = item.get("keywords")
         terms += keywords.split(",") if isinstance(keywords, str) else _ld_names(keywords)
     countries, tags = sort_terms(terms, ext.countries)
-    if not is_brief(link, tags):
-        return None
     body_root = next((found[0] for xp in _BODY_XPATHS if (found := doc.xpath(xp))), doc)
     for heading in list(body_root.iter("h1")):
         # The title is stored apart; in the body it would only repeat.
@@ -192,19 +193,29 @@ class Pages:
             raise SourceError(f"{listing_url}: no article links found on the listing page "
                               "(is it rendered by script? set article_link_xpath)")
         harvest = Harvest()
-        parsed = 0
+        parsed = unreadable = 0
         for url in links[: self.ext.source.max_items]:
-            response = fetcher.get(url, accept="text/html")
+            try:
+                response = fetcher.get(url, accept="text/html")
+            except StatusError as exc:
+                # A dead link on the listing is the page's problem, not the source's.
+                if exc.status not in (404, 410):
+                    raise
+                harvest.skipped += 1
+                continue
             if response.not_modified:
                 harvest.not_modified += 1
                 continue
             parsed += 1
             brief = parse_article(response.text(), response.url, self.ext)
             if brief is None:
-                harvest.skipped += 1
-            else:
+                unreadable += 1
+            elif is_brief(brief.url, brief.tags):
                 harvest.briefs.append(brief)
-        if parsed and not harvest.briefs and harvest.skipped == parsed:
+            else:
+                harvest.skipped += 1
+        harvest.skipped += unreadable
+        if parsed and unreadable == parsed:
             raise SourceError(f"{listing_url}: none of the {parsed} article pages had a title, a date and text "
                               "(rendered by script?)")
         return harvest
