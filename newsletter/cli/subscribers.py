@@ -71,7 +71,10 @@ def import_(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def export(ctx: Context, args: argparse.Namespace) -> int:
-    out = open(args.file, "w", encoding="utf-8", newline="") if args.file else sys.stdout
+    try:
+        out = open(args.file, "w", encoding="utf-8", newline="") if args.file else sys.stdout
+    except OSError as exc:
+        raise SubscriberError(f"cannot write {args.file}: {exc.strerror}") from exc
     try:
         with ctx.engine.connect() as conn:
             records = csvfile.export_records(conn)

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -210,24 +211,28 @@ class Pages:
                                email=email_text, name=name, chosen_language=newsletter_language)
         profile = Profile(" ".join(name.split()), newsletter_language, (), ())
         mail_language = newsletter_language if newsletter_language in self.messages.languages else lang
-        await run_in_threadpool(self._request_subscription, request, email, profile,
-                                self.messages.form_version(lang), mail_language)
-        return self.notice(request, lang, "check_inbox_title",
-                           words["check_inbox"].format(hours=self.config.web.confirm_hours), role="status")
+        subscriber_id = await run_in_threadpool(self._request_subscription, request, email, profile,
+                                                self.messages.form_version(lang))
+        response = self.notice(request, lang, "check_inbox_title",
+                               words["check_inbox"].format(hours=self.config.web.confirm_hours), role="status")
+        if subscriber_id is not None:
+            # After the answer has gone: a reply that waited for the mail server would take
+            # longer for new addresses than for subscribed ones, and so tell them apart.
+            response.background = BackgroundTask(self._send_confirmation, subscriber_id, email, mail_language)
+        return response
 
-    def _request_subscription(self, request: Request, email: str, profile: Profile, form_version: str,
-                              mail_language: str) -> None:
+    def _request_subscription(self, request: Request, email: str, profile: Profile, form_version: str) -> int | None:
+        """The subscriber to send a confirmation to, or None (already active, or suppressed)."""
         with self.engine.begin() as conn:
             outcome = registry.request_subscription(conn, email, profile, self.consent(request, form_version))
-        if not outcome.send_confirmation or outcome.subscriber_id is None:
-            return
+        return outcome.subscriber_id if outcome.send_confirmation else None
+
+    def _send_confirmation(self, subscriber_id: int, email: str, language: str) -> None:
         expires = int(time.time()) + self.config.web.confirm_hours * 3600
-        token = tokens.make(self.key, "confirm", outcome.subscriber_id, expires)
-        link = self.url(f"/confirm/{token}?lang={mail_language}")
-        words = self.messages.words(mail_language)
-        subject, text, html = confirmation.render(self.env, self.config, words, mail_language, link)
-        confirmation.send(self.config, email, subject, text, html,
-                          key=f"confirm-{outcome.subscriber_id}-{int(time.time())}")
+        token = tokens.make(self.key, "confirm", subscriber_id, expires)
+        link = self.url(f"/confirm/{token}?lang={language}")
+        subject, text, html = confirmation.render(self.env, self.config, self.messages.words(language), language, link)
+        confirmation.send(self.config, email, subject, text, html, key=f"confirm-{subscriber_id}-{int(time.time())}")
 
     async def confirm_page(self, request: Request) -> Response:
         row, reason = await run_in_threadpool(self.subscriber_from, request, "confirm")
