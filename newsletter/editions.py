@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Iterator
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter import briefs as briefs_module
 from newsletter import locks
@@ -120,27 +121,22 @@ def _edition_lease(engine: sa.Engine, edition: str) -> Iterator[Lease]:
         locks.release(engine, name, owner)
 
 
-def _existing(conn: sa.Connection, edition: str, slot: str) -> tuple[bool, int | None]:
-    """Whether the slot was already handled, and its mailing id if it made one."""
+def _existing(conn: sa.Connection, edition: str, slot: str) -> int | None:
     m = schema.mailings
-    mailing_id = conn.execute(sa.select(m.c.id).where(m.c.edition == edition, m.c.slot == slot)).scalar()
-    if mailing_id is not None:
-        return True, mailing_id
-    s = schema.schedule_slots
-    handled = conn.execute(sa.select(s.c.outcome).where(s.c.edition == edition, s.c.slot == slot)).first()
-    return handled is not None, None
+    return conn.execute(sa.select(m.c.id).where(m.c.edition == edition, m.c.slot == slot)).scalar()
 
 
-def _record_slot(conn: sa.Connection, edition: str, slot: str, now: datetime, mailing_id: int | None) -> None:
+def record_slot(conn: sa.Connection, edition: str, slot: str, now: datetime, outcome: str,
+                mailing_id: int | None = None) -> None:
+    """Note what came of a scheduled slot: mailing, no-news or missed (for status and the scheduler)."""
     due_at = parse_slot(slot)
     if due_at is None:
         return  # a manual send is not a scheduled slot: the schedule carries on as before
-    conn.execute(
-        schema.schedule_slots.insert().values(
-            edition=edition, slot=slot, due_at=due_at, handled_at=now,
-            outcome="mailing" if mailing_id is not None else "no-news", mailing_id=mailing_id,
-        )
-    )
+    values = {"handled_at": now, "outcome": outcome, "mailing_id": mailing_id}
+    s = schema.schedule_slots
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(s).values(
+        edition=edition, slot=slot, due_at=due_at, **values)
+    conn.execute(insert.on_conflict_do_update(index_elements=[s.c.edition, s.c.slot], set_=values))
 
 
 def _create(conn: sa.Connection, config: Config, edition: EditionConfig, slot: str, now: datetime,
@@ -167,8 +163,8 @@ def _create(conn: sa.Connection, config: Config, edition: EditionConfig, slot: s
 def prepare_mailing(config: Config, engine: sa.Engine, edition_name: str, *, slot: str, now: datetime) -> int | None:
     """Create the edition's mailing for `slot` when there is news; return its id, or None.
 
-    Idempotent per (edition, slot): a second call returns the first call's mailing (or None
-    when that slot had no news). Everything (selection, mailing row, rendered content, the
+    Idempotent per (edition, slot): a second call returns the first call's mailing. A slot
+    that had no news stays open: a later call for it (news collected meanwhile) may create it. Everything (selection, mailing row, rendered content, the
     deliveries) is written in one transaction under the edition's lease, so a crash leaves
     either no mailing or a complete one, and two callers never carry the same brief twice.
     """
@@ -177,19 +173,19 @@ def prepare_mailing(config: Config, engine: sa.Engine, edition_name: str, *, slo
     with _edition_lease(engine, edition.name) as held:
         with engine.begin() as conn:
             held.renew(conn)
-            handled, mailing_id = _existing(conn, edition.name, slot)
-            if handled:
+            mailing_id = _existing(conn, edition.name, slot)
+            if mailing_id is not None:
                 log.info("slot already handled", extra={**fields, "mailing_id": mailing_id})
                 return mailing_id
             after = window_start(conn, edition, now)
             selection = select(conn, edition, after=after, until=now)
             if len(selection.briefs) < edition.min_items:
-                _record_slot(conn, edition.name, slot, now, None)
+                record_slot(conn, edition.name, slot, now, "no-news")
                 log.info("no news", extra={**fields, "briefs": len(selection.briefs), "after": after.isoformat(),
                                            "min_items": edition.min_items})
                 return None
             mailing_id, deliveries = _create(conn, config, edition, slot, now, selection)
-            _record_slot(conn, edition.name, slot, now, mailing_id)
+            record_slot(conn, edition.name, slot, now, "mailing", mailing_id)
     log.info("mailing created", extra={**fields, "mailing_id": mailing_id, "briefs": len(selection.briefs),
                                        "deliveries": deliveries, "waiting": selection.waiting})
     return mailing_id

@@ -101,10 +101,13 @@ class RunReport:
         return data
 
 
-def last_slot(conn: sa.Connection, edition: str) -> datetime | None:
-    """The newest scheduled slot the edition handled (with or without news)."""
+def last_slot(conn: sa.Connection, edition: str, *outcomes: str) -> datetime | None:
+    """The newest scheduled slot the edition recorded, of any outcome or of the given ones."""
     s = schema.schedule_slots
-    return conn.execute(sa.select(sa.func.max(s.c.due_at)).where(s.c.edition == edition)).scalar_one()
+    query = sa.select(sa.func.max(s.c.due_at)).where(s.c.edition == edition)
+    if outcomes:
+        query = query.where(s.c.outcome.in_(outcomes))
+    return conn.execute(query).scalar_one()
 
 
 class Job:
@@ -141,18 +144,24 @@ class Job:
             log.info("lock held elsewhere", extra={"lock": "collect", "detail": str(exc)})
 
     def due(self, edition: EditionConfig, now: datetime) -> datetime | None:
-        """The edition's slot to run now, if any (see `slots.due_slot`); logs slots missed beyond grace."""
-        with self.engine.connect() as conn:
-            last = last_slot(conn, edition.name)
+        """The edition's slot to run now, if any (see `slots.due_slot`).
+
+        A slot that had no news stays due for its grace time (news collected meanwhile still
+        goes out for it); slots that passed their grace time unseen are recorded as missed.
+        """
         schedule = Schedule.of(edition)
         grace = timedelta(minutes=edition.grace_minutes)
-        if last is not None:
-            missed = schedule.between(last, now - grace)
-            if missed:
-                log.warning("slots missed beyond grace", extra={
-                    "edition": edition.name, "missed": len(missed), "first": slot_id(missed[0]),
-                    "grace_minutes": edition.grace_minutes})
-        return due_slot(schedule, last=last, now=now, grace=grace)
+        with self.engine.begin() as conn:
+            seen = last_slot(conn, edition.name)
+            sent = last_slot(conn, edition.name, "mailing")
+            missed = schedule.between(seen, now - grace) if seen is not None else []
+            for slot in missed:
+                editions.record_slot(conn, edition.name, slot_id(slot), now, "missed")
+        if missed:
+            log.warning("slots missed beyond grace", extra={
+                "edition": edition.name, "missed": len(missed), "first": slot_id(missed[0]),
+                "grace_minutes": edition.grace_minutes})
+        return due_slot(schedule, last=sent, now=now, grace=grace)
 
     def run_edition(self, name: str, report: RunReport, now: datetime | None = None) -> int | None:
         """Create the edition's mailing for its due slot, if one is due and there is news."""

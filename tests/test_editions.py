@@ -91,16 +91,21 @@ def test_edition_countries_filter_briefs(engine: sa.Engine, tmp_path: Path) -> N
     assert brief_keys(engine, mailing) == ["sinaloa"]
 
 
-def test_the_same_slot_twice_gives_the_same_mailing_or_none(engine: sa.Engine, tmp_path: Path) -> None:
+def test_the_same_slot_twice_gives_the_same_mailing_and_a_quiet_slot_stays_open(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     config = make_config(str(engine.url), tmp_path)
     quiet = slot_id(T0)
     assert editions.prepare_mailing(config, engine, "daily-en", slot=quiet, now=T0) is None
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(schema.schedule_slots.c.outcome)).scalar_one() == "no-news"
+    # News collected a few minutes after the hour still goes out for that slot.
     add_brief(engine, "arrived-later", seen=T0 + timedelta(minutes=10))
-    # That slot was handled (no news): a re-run of it does not send the later brief under its name.
-    assert editions.prepare_mailing(config, engine, "daily-en", slot=quiet, now=T0 + 20 * timedelta(minutes=1)) is None
-    busy = slot_id(T0 + 24 * HOUR)
-    first = editions.prepare_mailing(config, engine, "daily-en", slot=busy, now=T0 + 24 * HOUR)
-    assert editions.prepare_mailing(config, engine, "daily-en", slot=busy, now=T0 + 25 * HOUR) == first
+    later = editions.prepare_mailing(config, engine, "daily-en", slot=quiet, now=T0 + timedelta(minutes=20))
+    assert later is not None
+    assert editions.prepare_mailing(config, engine, "daily-en", slot=quiet, now=T0 + timedelta(minutes=25)) == later
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(schema.schedule_slots.c.outcome)).scalar_one() == "mailing"
     assert len(mailings(engine)) == 1
 
 

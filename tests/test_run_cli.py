@@ -16,6 +16,7 @@ import pytest
 from newsletter import config as config_module, editions
 from newsletter.store import open_store
 from tests.support.cli import run_cli, run_json
+from tests.support.configs import base_config, write_config
 from tests.support.sites import mount_sites
 
 EVERY_MINUTE = {"name": "daily-en", "language": "en", "schedule": "* * * * *", "timezone": "America/New_York",
@@ -127,3 +128,28 @@ def test_the_scheduler_catches_up_at_start_logs_json_and_stops_on_sigterm(config
     created = next(e for e in events if e["event"] == "mailing created")
     assert created["edition"] == "daily-en" and created["briefs"] == collected["new"] > 0
     assert created["deliveries"] == 1
+
+
+def test_two_cron_runs_at_once_on_one_store_send_one_mailing_once(store_url: str, tmp_path: Path, site) -> None:
+    """Two `run --once` processes started together (two machines, or an overlapping cron run)."""
+    data = base_config(store_url)
+    data.update(sources=[{"name": "crime-briefs-en", "kind": "wordpress", "url": site.url, "language": "en"}],
+                editions=[EVERY_MINUTE])
+    config = write_config(tmp_path, data)
+    for i in range(5):
+        run_cli("subscribers", "add", f"reader{i}@example.net", "--language", "en", config=config, check=True)
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key"}
+    runs = [subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(config), "run", "--once", "--json"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    reports = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=180)
+        assert run.returncode == 0, stderr
+        reports.append(json.loads(stdout))
+    created = [e for r in reports for e in r["editions"] if e["outcome"] == "created"]
+    assert len({e["mailing_id"] for e in created}) == 1
+    messages = outbox(config)
+    recipients = sorted(line for m in messages for line in m.splitlines() if line.startswith("To:"))
+    assert recipients == [f"To: reader{i}@example.net" for i in range(5)]
+    code, listed = run_json("mailings", "list", config=config)
+    assert len(listed) == 1 and listed[0]["deliveries"]["sent"] == 5 and listed[0]["status"] == "done"

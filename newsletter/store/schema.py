@@ -208,7 +208,7 @@ schedule_slots = sa.Table(
     sa.Column("slot", sa.String(64), primary_key=True),
     sa.Column("due_at", UTCDateTime, nullable=False),
     sa.Column("handled_at", UTCDateTime, nullable=False),
-    # mailing | no-news
+    # mailing | no-news (the slot stays due for its grace time) | missed (passed unseen, beyond grace)
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="SET NULL")),
 )
