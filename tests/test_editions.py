@@ -14,7 +14,7 @@ from newsletter import editions, locks
 from newsletter.errors import RenderError
 from newsletter.slots import slot_id
 from newsletter.store import schema
-from tests.editions_support import T0, add_brief, add_subscriber, deliveries, make_config, mailings
+from tests.support.editions import T0, add_brief, add_subscriber, deliveries, make_config, mailings
 
 HOUR = timedelta(hours=1)
 

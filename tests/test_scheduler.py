@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from newsletter.scheduler import EXIT_OK, EXIT_SENDING, Job, RunReport
 from newsletter.store import open_store, schema
-from tests.editions_support import add_brief, add_subscriber, deliveries, make_config, mailings
+from tests.support.editions import add_brief, add_subscriber, deliveries, make_config, mailings
 
 UTC = timezone.utc
 MINUTE = timedelta(minutes=1)
