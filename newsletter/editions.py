@@ -164,9 +164,10 @@ def prepare_mailing(config: Config, engine: sa.Engine, edition_name: str, *, slo
     """Create the edition's mailing for `slot` when there is news; return its id, or None.
 
     Idempotent per (edition, slot): a second call returns the first call's mailing. A slot
-    that had no news stays open: a later call for it (news collected meanwhile) may create it. Everything (selection, mailing row, rendered content, the
-    deliveries) is written in one transaction under the edition's lease, so a crash leaves
-    either no mailing or a complete one, and two callers never carry the same brief twice.
+    that had no news stays open: a later call for it (news collected meanwhile) may create
+    it. Everything (selection, mailing row, rendered content, the deliveries) is written in
+    one transaction under the edition's lease, so a crash leaves either no mailing or a
+    complete one, and two callers never carry the same brief twice.
     """
     edition = config.edition(edition_name)
     fields = {"edition": edition.name, "slot": slot}
