@@ -223,3 +223,23 @@ def test_a_dead_link_on_the_listing_skips_that_page_only(tmp_path, engine, fixtu
                                                         "listing_url": fixture_server.url + "/gone/"})
     [result] = collect_all(config, engine)
     assert (result.error, result.new, result.requests) == (None, 1, 3)
+
+
+def test_posts_deleted_while_paging_end_the_walk_and_the_next_run_catches_up(tmp_path, engine, fixture_server, site):
+    english = site[0]
+
+    def delete_while_reading(request: Request) -> Reply | None:
+        # Page 1 announces three pages of two; then an editor deletes the four newest posts.
+        if "&page=2&" in request.path and len(english.raw) == 6:
+            del english.raw[2:]
+        return None
+
+    fixture_server.mounts.insert(0, delete_while_reading)
+    config = config_for(tmp_path, "sqlite:///unused", {"name": "wp", "kind": "wordpress", "url": fixture_server.url,
+                                                        "per_page": 2})
+    [first] = collect_all(config, engine)
+    # Page 2 no longer exists (WordPress answers 400): what was read is kept, the cursor is not moved.
+    assert (first.error, first.new, first.requests) == (None, 2, 2)
+    assert source_row(engine, "wp").cursor is None
+    [second] = collect_all(config, engine)
+    assert (second.error, second.new) == (None, 2)

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from newsletter.briefs import Brief
 from newsletter.collect.extract import is_brief, parse_time, sort_terms, split_authors, split_body
-from newsletter.collect.http import Fetcher, Response
+from newsletter.collect.http import Fetcher, Response, StatusError
 from newsletter.collect.source import Extraction, Harvest
 from newsletter.errors import SourceError
 from newsletter.sanitize import absolute_url, clean_html, clean_text
@@ -168,7 +168,16 @@ class WordPress:
         seen = 0
         while True:
             params = posts_params(self.ext, page=page, cursor=cursor, term_ids=term_ids)
-            response = fetcher.get(f"{self.base}{API}/posts", params, accept="application/json")
+            try:
+                response = fetcher.get(f"{self.base}{API}/posts", params, accept="application/json")
+            except StatusError as exc:
+                # Posts deleted while we paged can leave fewer pages than announced: WordPress
+                # answers 400 (rest_post_invalid_page_number) for the missing one.
+                # Posts shifted between pages, so some may have been passed over: keep the old
+                # cursor and the next run asks again.
+                if page > 1 and exc.status == 400:
+                    return Harvest(briefs=harvest.briefs, skipped=harvest.skipped, cursor=None)
+                raise
             if response.not_modified:
                 break
             data = decode_json(response)
