@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 # cutoff taken meanwhile (PostgreSQL reads only what is committed). Each selection looks
 # this far behind the cutoff too, skipping what the edition's mailings already carried.
 LATE_COMMIT_WINDOW = timedelta(hours=1)
-# The lease only has to outlive the gap before the mailing's transaction renews it in place.
-LEASE_TTL = timedelta(minutes=10)
+# The lease only has to outlive the gap before the mailing's transaction renews it in place
+# (from then on the transaction's own locks fence it); a crashed holder frees it this soon.
+LEASE_TTL = timedelta(minutes=2)
 # How long a second caller waits for the first to finish creating the mailing.
 LEASE_WAIT_SECONDS = 60.0
 
@@ -110,10 +111,13 @@ def _edition_lease(engine: sa.Engine, edition: str) -> Iterator[Lease]:
         try:
             expires_at = locks.acquire(engine, name, owner, LEASE_TTL)
             break
-        except LockedError as exc:
+        except (LockedError, sa.exc.OperationalError) as exc:
+            # OperationalError: SQLite stayed busy past its timeout while the holder writes.
             if time.monotonic() > deadline:
                 log.warning("lock held elsewhere", extra={"lock": name, "detail": str(exc)})
-                raise
+                if isinstance(exc, LockedError):
+                    raise
+                raise LockedError(f"lock {name!r}: the store stayed busy for {LEASE_WAIT_SECONDS:.0f} s") from exc
             time.sleep(0.2)
     try:
         yield Lease(engine, name, owner, LEASE_TTL, expires_at)

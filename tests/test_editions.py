@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +19,7 @@ from newsletter import editions, locks
 from newsletter.errors import RenderError
 from newsletter.slots import slot_id
 from newsletter.store import schema
+from tests.support.configs import base_config, write_config
 from tests.support.editions import T0, add_brief, add_subscriber, deliveries, make_config, mailings
 
 HOUR = timedelta(hours=1)
@@ -166,3 +172,63 @@ def test_a_lease_held_elsewhere_makes_the_caller_wait_then_give_up(
         with pytest.raises(Exception, match="held by another-scheduler"):
             editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0), now=T0)
     assert mailings(engine) == []
+
+
+PREPARE = """
+import sys
+from datetime import datetime
+from pathlib import Path
+from newsletter import config, editions
+from newsletter.store import open_store
+loaded = config.load(Path(sys.argv[1]))
+now = datetime.fromisoformat(sys.argv[2])
+print(editions.prepare_mailing(loaded, open_store(loaded.store_url), "daily-en", slot=sys.argv[2], now=now), flush=True)
+"""
+
+
+def lease_held(engine: sa.Engine) -> bool:
+    # A bare DB-API read: on SQLite it must not queue behind the writer for the write lock.
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SELECT name FROM locks")
+        return cursor.fetchone() is not None
+    finally:
+        raw.close()
+
+
+def test_kill_9_while_preparing_leaves_no_mailing_or_a_complete_one(engine: sa.Engine, tmp_path: Path) -> None:
+    data = base_config(engine.url.render_as_string(hide_password=False))
+    data["editions"] = [{"name": "daily-en", "language": "en"}]
+    config_path = write_config(tmp_path, data)
+    audience_size = 20_000
+    with engine.begin() as conn:
+        conn.execute(schema.subscribers.insert(), [
+            dict(email=f"reader{i}@example.net", name="", language="en", editions=[], countries=[], status="active",
+                 soft_bounces=0, created_at=T0, updated_at=T0) for i in range(audience_size)])
+    add_brief(engine, "b0", seen=T0 - HOUR)
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key"}
+    command = [sys.executable, "-c", PREPARE, str(config_path), slot_id(T0)]
+    for delay in (0.02, 0.1, 0.25):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # Kill it while it holds the edition's lease, i.e. in the middle of creating the mailing.
+        while process.poll() is None and not lease_held(engine):
+            time.sleep(0.01)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        made = mailings(engine)
+        assert len(made) <= 1
+        if made:
+            assert len(deliveries(engine, made[0].id)) == audience_size and made[0].subject
+            break
+        # The killed holder's lease lapses after its TTL; play that time forward.
+        with engine.begin() as conn:
+            conn.execute(schema.locks.update().values(expires_at=T0))
+    with engine.begin() as conn:
+        conn.execute(schema.locks.update().values(expires_at=T0))
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    (mailing,) = mailings(engine)
+    assert rerun.stdout.strip() == str(mailing.id)
+    assert len(deliveries(engine, mailing.id)) == audience_size
