@@ -142,3 +142,12 @@ def test_operators_override_a_template_beside_the_config(cfg: Config) -> None:
     rendered = render(cfg, briefs(2))
     assert rendered.text.startswith("Custom 2 https://briefs.example.org/news/brief-number-1/")
     assert "<mjml" not in rendered.html and "Record cocaine seizure" in rendered.html
+
+
+def test_a_configured_logo_heads_the_digest_with_the_publishers_name_as_alt(
+        tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key")
+    with_logo = digest_config(tmp_path, sqlite_url, logo_url="https://briefs.example.org/logo.png")
+    html = render(with_logo, briefs(1)).html
+    assert re.search(r'<img alt="Crime Briefs Test"[^>]*src="https://briefs.example.org/logo.png"', html)
+    assert html.index("logo.png") < html.index('href="https://briefs.example.org/news/brief-number-1/"')

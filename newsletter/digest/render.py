@@ -31,7 +31,7 @@ from newsletter.config import Config, EditionConfig
 from newsletter.countries import Countries
 from newsletter.digest import i18n, placeholders
 from newsletter.errors import RenderError
-from newsletter.excerpt import excerpt, plain_text
+from newsletter.excerpt import excerpt
 from newsletter.sanitize import absolute_url, clean_html, clean_text
 
 # The project's own templates; a `templates/` folder beside the config file overrides them.
@@ -94,13 +94,14 @@ def render_mailing(
     items = [_item(config, edition, countries, brief) for brief in briefs]
     country_names = _distinct(name for brief in briefs for name in (countries.name(s, language) for s in brief.countries))
     edition_title = clean_text(edition.title) or edition.name
+    publication_name = clean_text(pub.name)
     subject = render_subject(
         edition.subject or words["subject"],
         count=len(items),
         countries=i18n.join(country_names, language, limit=3),
         date=i18n.long_date(day, language),
         edition=edition_title,
-        publication=clean_text(pub.name),
+        publication=publication_name,
     )
     preheader = _preheader([item.title for item in items], language)
     public_url = pub.public_url.rstrip("/")
@@ -108,21 +109,21 @@ def render_mailing(
         "t": dict(words),
         "language": language,
         "publication": pub,
-        "publication_name": clean_text(pub.name),
+        "publication_name": publication_name,
         "edition_title": edition_title,
         "date": i18n.long_date(day, language),
         "subject": subject,
         "preheader": preheader,
         "items": items,
         "intro": (words["intro_one"] if len(items) == 1 else words["intro_many"]).format(
-            count=len(items), publication=clean_text(pub.name)),
-        "analysis_heading": words["analysis"].format(publication=clean_text(pub.name)),
-        "licence_line": words["licence"].format(publication=clean_text(pub.name), licence=pub.licence),
+            count=len(items), publication=publication_name),
+        "analysis_heading": words["analysis"].format(publication=publication_name),
+        "licence_line": words["licence"].format(publication=publication_name, licence=pub.licence),
         "licence_text": words["licence_text"].format(
-            publication=clean_text(pub.name), licence=pub.licence, licence_url=pub.licence_url),
+            publication=publication_name, licence=pub.licence, licence_url=pub.licence_url),
         "donate_url": donate_link(pub.donate_url, pub.donate_params),
-        "donate_body": words["donate_body"].format(publication=clean_text(pub.name)),
-        "why": words["why"].format(edition=edition_title, publication=clean_text(pub.name)),
+        "donate_body": words["donate_body"].format(publication=publication_name),
+        "why": words["why"].format(edition=edition_title, publication=publication_name),
         "archive_url": f"{public_url}/archive/{mailing_id}",
         "site_url": pub.site_url,
         "postal_address": clean_text(pub.postal_address),
@@ -171,9 +172,7 @@ def _item(config: Config, edition: EditionConfig, countries: Countries, brief: B
     byline = f"{words['by']} {i18n.join(authors, language)} · {publisher}" if authors else publisher
     day = brief.published_at.astimezone(ZoneInfo(edition.timezone)).date()
     lede_html = email_html(brief.lede, url)
-    analysis = ""
-    if plain_text(brief.analysis):
-        analysis, _ = excerpt(clean_html(brief.analysis, url), edition.excerpt_chars)
+    analysis, _ = excerpt(clean_html(brief.analysis, url), edition.excerpt_chars)
     # A lede too long to carry whole (or the only text, when there is no analysis) becomes an excerpt.
     limit = edition.excerpt_chars * (2 if analysis else 1)
     lede_text, cut = excerpt(lede_html, limit)
