@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "newsletter.cli.serve",
     "newsletter.cli.feed",
     "newsletter.cli.subscribers",
+    "newsletter.cli.send",
     "newsletter.cli.run",
     "newsletter.cli.mailings",
     "newsletter.cli.preview",

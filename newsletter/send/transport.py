@@ -1,7 +1,8 @@
 """The one small interface every transport implements, and the `outbox` transport.
 
-A transport takes envelopes (a recipient and the complete RFC 5322 bytes of their copy)
-and says, per envelope, whether the server or API accepted it. It knows nothing of
+A transport takes envelopes (a recipient and either the complete RFC 5322 bytes of their copy,
+or, for HTTP providers that personalise server-side, the mailing's template and the recipient's
+values) and says, per envelope, whether the server or API accepted it. It knows nothing of
 editions, mailings or subscribers.
 """
 
@@ -9,20 +10,41 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from newsletter.errors import TransportError
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """One mailing's content with personalisation placeholders, for providers that substitute.
+
+    Placeholders are literal strings (whatever the digest chose, e.g. `{{unsubscribe_url}}`);
+    an envelope's `variables` map each placeholder to that recipient's value.
+    """
+
+    sender: str  # the From header value
+    subject: str
+    html: str
+    text: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # the same for every recipient
 
 
 @dataclass(frozen=True)
 class Envelope:
     sender: str  # envelope sender (bounce address)
     recipient: str
-    message: bytes  # the complete message, headers and body
+    message: bytes = b""  # the complete message, headers and body (message transports)
     key: str = ""  # the caller's id for this envelope (e.g. the delivery id), echoed in results
+    name: str = ""  # the recipient's display name
+    # Personalising transports (`Transport.personalises`): template shared by the batch,
+    # this recipient's placeholder values and headers (e.g. their List-Unsubscribe).
+    template: MessageTemplate | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -31,6 +53,8 @@ class Result:
     recipient: str
     error: TransportError | None = None  # None: accepted
     provider_message_id: str | None = None
+    # The receiving side said the address does not exist or must not be mailed again.
+    hard_bounce: bool = False
 
     @property
     def ok(self) -> bool:
@@ -39,6 +63,11 @@ class Result:
 
 class Transport(Protocol):
     name: str
+    # True: envelopes carry template + variables and the provider builds each copy;
+    # False: envelopes carry complete message bytes.
+    personalises: bool
+    # Most envelopes one `send` call takes; a crash can leave at most one such call in doubt.
+    batch_limit: int
 
     def send(self, envelopes: Sequence[Envelope]) -> list[Result]:
         """Hand envelopes over; one Result per envelope, in order. Raises TransportError only
@@ -60,6 +89,8 @@ class OutboxTransport:
     """
 
     name = "outbox"
+    personalises = False
+    batch_limit = 100
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder

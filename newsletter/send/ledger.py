@@ -1,0 +1,225 @@
+"""The delivery ledger: one row per mailing and subscriber, the record that makes sends resumable.
+
+A delivery moves pending -> sending (claimed by one worker) -> sent | failed, or back to pending
+with a later `next_attempt_at` when a retry may help; `suppressed` when the address must not be
+mailed. A claim is atomic (PostgreSQL: FOR UPDATE SKIP LOCKED, so workers on several machines
+share a mailing; SQLite: every transaction already holds the write lock), and results are
+written right after the transport answered, so a crash leaves at most the claimed batch in doubt.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Callable, Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from newsletter.recipients import Recipient
+from newsletter.store import schema
+from newsletter.subscribers.suppression import suppressed_among
+
+d = schema.deliveries
+m = schema.mailings
+STATES = ("pending", "sending", "sent", "failed", "suppressed")
+INSERT_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed delivery and who it goes to."""
+
+    id: int
+    attempts: int
+    recipient: Recipient
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    state: str  # sent | failed | pending (retry later) | suppressed
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    provider_message_id: str | None = None
+
+
+def worker_name(label: str) -> str:
+    """`host:pid:label`: lets a resume on the same host see that a claimer is dead."""
+    return f"{socket.gethostname()}:{os.getpid()}:{label}"[:128]
+
+
+def _chunks(items: Iterable[Recipient], size: int) -> Iterator[list[Recipient]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _insert(conn: sa.Connection) -> Callable[[], object]:
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    return lambda: dialect.insert(d).on_conflict_do_nothing(index_elements=["mailing_id", "email"])
+
+
+def count(conn: sa.Connection, mailing_id: int) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(d.c.state, sa.func.count()).where(d.c.mailing_id == mailing_id).group_by(d.c.state)
+    )
+    counts = dict.fromkeys(STATES, 0)
+    counts.update({state: n for state, n in rows})
+    return counts
+
+
+def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable[Recipient]) -> int:
+    """Record one delivery per recipient, once: running it again adds only the missing ones.
+
+    Addresses on the suppression list are recorded as `suppressed`, so the ledger says why
+    they were not mailed. Streams the recipients in chunks, whatever the size of the list.
+    Returns how many deliveries were added.
+    """
+    before = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
+    insert = _insert(conn)
+    for chunk in _chunks(recipients, INSERT_CHUNK):
+        blocked = suppressed_among(conn, [r.email for r in chunk])
+        rows = [
+            {"mailing_id": mailing_id, "subscriber_id": r.id, "email": r.email, "attempts": 0,
+             "state": "suppressed" if r.email in blocked else "pending"}
+            for r in chunk
+        ]
+        conn.execute(insert(), rows)
+    after = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
+    return after - before
+
+
+def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: datetime,
+          lease: timedelta) -> list[Claimed]:
+    """Take up to `limit` due deliveries for `worker`, or none when the mailing is not sending.
+
+    Due: pending with no retry time or one that has come, or claimed by a worker whose lease ran
+    out (it crashed or lost the store). Deliveries whose address was suppressed since the
+    mailing was created are marked suppressed here rather than sent.
+    """
+    status = conn.scalar(sa.select(m.c.status).where(m.c.id == mailing_id))
+    if status != "sending":
+        return []
+    due = sa.or_(
+        sa.and_(d.c.state == "pending", sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now)),
+        sa.and_(d.c.state == "sending", d.c.claimed_at < now - lease),
+    )
+    pick = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, due).order_by(d.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    ids = list(conn.scalars(
+        sa.update(d).where(d.c.id.in_(pick.scalar_subquery()))
+        .values(state="sending", claimed_by=worker, claimed_at=now)
+        .returning(d.c.id)
+    ))
+    if not ids:
+        return []
+    s = schema.subscribers
+    rows = conn.execute(
+        sa.select(d.c.id, d.c.email, d.c.attempts, d.c.subscriber_id, s.c.name, s.c.language)
+        .select_from(d.outerjoin(s, s.c.id == d.c.subscriber_id))
+        .where(d.c.id.in_(ids)).order_by(d.c.id)
+    ).all()
+    blocked = suppressed_among(conn, [r.email for r in rows])
+    if blocked:
+        conn.execute(sa.update(d).where(d.c.id.in_(ids), d.c.email.in_(blocked))
+                     .values(state="suppressed", claimed_by=None, claimed_at=None))
+    return [
+        Claimed(r.id, r.attempts, Recipient(r.subscriber_id, r.email, r.name or "", r.language or ""))
+        for r in rows if r.email not in blocked
+    ]
+
+
+def record(conn: sa.Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Write what the transport said, one statement per kind of outcome."""
+    by_state: dict[str, list[dict[str, object]]] = {}
+    for o in outcomes:
+        by_state.setdefault(o.state, []).append({
+            "b_id": o.delivery_id, "b_error": o.error, "b_next": o.next_attempt_at,
+            "b_pmid": o.provider_message_id,
+        })
+    common = {"claimed_by": None, "claimed_at": None, "attempts": d.c.attempts + 1}
+    values = {
+        "sent": {**common, "state": "sent", "sent_at": now, "last_error": None,
+                 "provider_message_id": sa.bindparam("b_pmid")},
+        "failed": {**common, "state": "failed", "last_error": sa.bindparam("b_error")},
+        "pending": {**common, "state": "pending", "last_error": sa.bindparam("b_error"),
+                    "next_attempt_at": sa.bindparam("b_next")},
+        "suppressed": {"claimed_by": None, "claimed_at": None, "state": "suppressed"},
+    }
+    for state, params in by_state.items():
+        stmt = sa.update(d).where(d.c.id == sa.bindparam("b_id")).values(**values[state])
+        conn.execute(stmt, params)
+
+
+def release_dead_claims(conn: sa.Connection, mailing_id: int, is_alive: Callable[[int], bool]) -> int:
+    """Put back deliveries claimed by workers of this host that no longer run (a crash, kill -9).
+
+    Their claims would otherwise wait for the lease to run out. Workers of other hosts are
+    left to the lease. Returns how many deliveries were put back.
+    """
+    host = socket.gethostname()
+    claimers = conn.scalars(
+        sa.select(d.c.claimed_by).distinct().where(d.c.mailing_id == mailing_id, d.c.state == "sending")
+    ).all()
+    dead = []
+    for claimer in claimers:
+        parts = (claimer or "").split(":", 2)
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not is_alive(int(parts[1])):
+            dead.append(claimer)
+    if not dead:
+        return 0
+    result = conn.execute(
+        sa.update(d).where(d.c.mailing_id == mailing_id, d.c.state == "sending", d.c.claimed_by.in_(dead))
+        .values(state="pending", claimed_by=None, claimed_at=None)
+    )
+    return result.rowcount
+
+
+def next_retry(conn: sa.Connection, mailing_id: int) -> datetime | None:
+    """When the earliest delivery waiting for a retry is due."""
+    return conn.scalar(
+        sa.select(sa.func.min(d.c.next_attempt_at, type_=schema.UTCDateTime()))
+        .where(d.c.mailing_id == mailing_id, d.c.state == "pending")
+    )
+
+
+def release(conn: sa.Connection, delivery_ids: Sequence[int]) -> None:
+    """Give claimed deliveries back untouched (the batch was never tried: the transport is unusable)."""
+    conn.execute(sa.update(d).where(d.c.id.in_(list(delivery_ids)), d.c.state == "sending")
+                 .values(state="pending", claimed_by=None, claimed_at=None))
+
+
+def unfinished(conn: sa.Connection, mailing_id: int) -> int:
+    return conn.scalar(
+        sa.select(sa.func.count()).select_from(d)
+        .where(d.c.mailing_id == mailing_id, d.c.state.in_(("pending", "sending")))
+    ) or 0
+
+
+def pause(conn: sa.Connection, mailing_id: int, reason: str) -> bool:
+    result = conn.execute(
+        sa.update(m).where(m.c.id == mailing_id, m.c.status == "sending").values(status="paused", paused_reason=reason)
+    )
+    return result.rowcount == 1
+
+
+def resume(conn: sa.Connection, mailing_id: int) -> bool:
+    """Let a paused mailing send again (the operator fixed what paused it)."""
+    result = conn.execute(
+        sa.update(m).where(m.c.id == mailing_id, m.c.status == "paused").values(status="sending", paused_reason=None)
+    )
+    return result.rowcount == 1
+
+
+def finish_if_done(conn: sa.Connection, mailing_id: int, now: datetime) -> bool:
+    if unfinished(conn, mailing_id):
+        return False
+    result = conn.execute(
+        sa.update(m).where(m.c.id == mailing_id, m.c.status == "sending").values(status="done", finished_at=now)
+    )
+    return result.rowcount == 1

@@ -1,0 +1,140 @@
+"""The `smtp` transport: one connection, many messages, reconnecting when the server drops it.
+
+Each envelope has one recipient, so a refusal (RCPT or DATA) concerns exactly that delivery
+and is answered one by one: 4xx is worth retrying later, 5xx is final, and a 5xx at RCPT
+(the mailbox does not exist or is refused) is a hard bounce. Parallel connections are the
+dispatcher's business: it runs one transport per worker.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from typing import Sequence
+
+from newsletter.errors import TransportError
+from newsletter.send.transport import Envelope, Result
+
+# A message accepted but not yet recorded is the crash window: keep it to a few messages.
+SMTP_BATCH = 20
+
+
+def _text(message: bytes | str) -> str:
+    return message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+
+
+def _refusal(envelope: Envelope, code: int, message: bytes | str, stage: str) -> Result:
+    detail = f"smtp: {stage} {envelope.recipient} refused: {code} {_text(message)}"
+    permanent = 500 <= code < 600
+    return Result(
+        envelope.key, envelope.recipient, TransportError(detail, permanent=permanent),
+        hard_bounce=permanent and stage == "RCPT",
+    )
+
+
+class SMTPTransport:
+    name = "smtp"
+    personalises = False
+    batch_limit = SMTP_BATCH
+
+    def __init__(self, host: str, port: int, *, starttls: bool = False, implicit_tls: bool = False,
+                 username: str = "", password: str = "", timeout: float = 30.0,
+                 tls_context: ssl.SSLContext | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.starttls = starttls
+        self.implicit_tls = implicit_tls
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.tls_context = tls_context or ssl.create_default_context()
+        self._conn: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        where = f"smtp: {self.host}:{self.port}"
+        try:
+            if self.implicit_tls:
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                                      context=self.tls_context)
+            else:
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            conn.ehlo()
+            if self.starttls:
+                conn.starttls(context=self.tls_context)
+                conn.ehlo()
+            if self.username:
+                conn.login(self.username, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransportError(f"{where}: login as {self.username!r} refused: {exc.smtp_code} "
+                                 f"{_text(exc.smtp_error)}", permanent=True) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise TransportError(f"{where}: {exc}", permanent=True) from exc
+        except ssl.SSLError as exc:
+            raise TransportError(f"{where}: TLS failed: {exc}", permanent=True) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise TransportError(f"{where}: greeting refused: {exc.smtp_code} {_text(exc.smtp_error)}",
+                                 permanent=500 <= exc.smtp_code < 600) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransportError(f"{where}: cannot connect: {exc}") from exc
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except OSError:
+                pass
+            self._conn = None
+
+    def _send_one(self, envelope: Envelope) -> Result:
+        # A server may close an idle or long-used connection at any time: reconnect once.
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                self._conn.sendmail(envelope.sender, [envelope.recipient], envelope.message)
+                return Result(envelope.key, envelope.recipient)
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, message = exc.recipients.get(envelope.recipient, (451, b"refused"))
+                if code == 421:
+                    self._drop()
+                return _refusal(envelope, code, message, "RCPT")
+            except smtplib.SMTPSenderRefused as exc:
+                if exc.smtp_code == 421:
+                    self._drop()
+                return _refusal(envelope, exc.smtp_code, exc.smtp_error, "MAIL FROM for")
+            except smtplib.SMTPDataError as exc:
+                if exc.smtp_code == 421:
+                    self._drop()
+                return _refusal(envelope, exc.smtp_code, exc.smtp_error, "DATA for")
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self._drop()
+                if attempt == 2:
+                    return Result(envelope.key, envelope.recipient,
+                                  TransportError(f"smtp: {self.host}:{self.port} dropped the connection: {exc}"))
+            except smtplib.SMTPException as exc:
+                self._drop()
+                return Result(envelope.key, envelope.recipient, TransportError(f"smtp: {exc}"))
+        raise AssertionError("unreachable")
+
+    def send(self, envelopes: Sequence[Envelope]) -> list[Result]:
+        results: list[Result] = []
+        for i, envelope in enumerate(envelopes):
+            try:
+                results.append(self._send_one(envelope))
+            except TransportError as exc:
+                if not results:
+                    raise
+                # The server went away mid-batch: the rest are not judged, so they wait for a retry.
+                retry = TransportError(str(exc), retry_after=exc.retry_after)
+                results += [Result(e.key, e.recipient, retry) for e in envelopes[i:]]
+                break
+        return results
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            self._conn = None

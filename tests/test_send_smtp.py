@@ -1,0 +1,109 @@
+"""Sending through SMTP to real aiosmtpd servers on 127.0.0.1, with the ledger on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.send.dispatch import send_mailing
+from newsletter.store import schema
+from tests.support.sending import delivery, mailing, make_mailing, send_config, states
+from tests.support.smtpd import Behaviour, SMTPServer, self_signed
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+
+
+def emails(n: int, domain: str = "example.net") -> list[str]:
+    return [f"reader{i}@{domain}" for i in range(n)]
+
+
+def test_every_subscriber_gets_one_personal_copy(tmp_path: Path, engine: sa.Engine, store_url: str) -> None:
+    with SMTPServer() as server:
+        config, _ = send_config(tmp_path, store_url, kind="smtp", port=server.port, connections=3)
+        mailing_id = make_mailing(config, engine, emails(45))
+        summary = send_mailing(config, engine, mailing_id, worker="test")
+    assert summary.status == "done" and summary.sent == 45 and summary.failed == 0
+    assert sorted(server.recorder.recipients()) == sorted(emails(45))
+    assert set(states(engine, mailing_id).values()) == {"sent"}
+    copy = server.recorder.parsed("reader7@example.net")
+    other = server.recorder.parsed("reader8@example.net")
+    assert copy["To"] == "Reader 7 <reader7@example.net>"
+    assert copy["List-Unsubscribe"] != other["List-Unsubscribe"]
+    unsubscribe = copy["List-Unsubscribe"].split(">")[0].lstrip("<")
+    assert unsubscribe in copy.get_payload()[0].get_payload(decode=True).decode()
+    assert "reader8@example.net" not in server.recorder.messages[0][1].decode() or copy["To"].endswith("reader8@example.net>")
+    assert mailing(engine, mailing_id).finished_at is not None
+
+
+def test_refusals_are_handled_one_by_one(tmp_path: Path, engine: sa.Engine, store_url: str) -> None:
+    behaviour = Behaviour(refuse={
+        "gone@example.net": ("550 5.1.1 no such mailbox", 0),
+        "later@example.net": ("451 4.3.0 try again later", 1),
+        "busy@example.net": ("421 4.7.0 too busy, closing", 1),
+    })
+    addresses = ["gone@example.net", "later@example.net", "busy@example.net"] + emails(10)
+    with SMTPServer(behaviour) as server:
+        config, _ = send_config(tmp_path, store_url, kind="smtp", port=server.port, connections=1,
+                                failure_min=100)
+        mailing_id = make_mailing(config, engine, addresses)
+        summary = send_mailing(config, engine, mailing_id, worker="test")
+    final = states(engine, mailing_id)
+    assert final.pop("gone@example.net") == "failed"
+    assert set(final.values()) == {"sent"}
+    assert summary.retried == 2 and summary.failed == 1 and summary.sent == 12
+    assert sorted(server.recorder.recipients()) == sorted(addresses[1:])
+    later = delivery(engine, mailing_id, "later@example.net")
+    assert later.attempts == 2
+    gone = delivery(engine, mailing_id, "gone@example.net")
+    assert "550" in gone.last_error
+    with engine.connect() as conn:
+        reason = conn.scalar(sa.select(schema.suppressions.c.reason).where(schema.suppressions.c.email == "gone@example.net"))
+    assert reason == "hard_bounce"
+
+
+def test_dropped_connections_are_reopened_without_losing_or_doubling(tmp_path: Path, engine: sa.Engine,
+                                                                       store_url: str) -> None:
+    with SMTPServer(Behaviour(drop_every=7)) as server:
+        config, _ = send_config(tmp_path, store_url, kind="smtp", port=server.port, connections=2)
+        mailing_id = make_mailing(config, engine, emails(40))
+        summary = send_mailing(config, engine, mailing_id, worker="test")
+    assert server.recorder.drops >= 5
+    assert summary.status == "done" and summary.sent == 40
+    assert sorted(server.recorder.recipients()) == sorted(emails(40))
+
+
+def test_starttls_and_login(tmp_path: Path, engine: sa.Engine, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    context, cert = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
+    with SMTPServer(tls=context, login=("sender", "s3cret")) as server:
+        config, _ = send_config(tmp_path, store_url, kind="smtp", port=server.port, starttls=True,
+                                username="sender", password_env="TEST_SMTP_PASSWORD")
+        mailing_id = make_mailing(config, engine, emails(5))
+        summary = send_mailing(config, engine, mailing_id, worker="test")
+    assert summary.sent == 5
+    assert len(server.recorder.messages) == 5
+
+
+def test_wrong_password_pauses_the_mailing_and_fails_nobody(tmp_path: Path, sqlite_url: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter.store import open_store
+
+    context, cert = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
+    engine = open_store(sqlite_url)
+    with SMTPServer(tls=context, login=("sender", "s3cret")) as server:
+        config, _ = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, starttls=True,
+                                username="sender", password_env="TEST_SMTP_PASSWORD")
+        mailing_id = make_mailing(config, engine, emails(5))
+        summary = send_mailing(config, engine, mailing_id, worker="test")
+    assert summary.status == "paused"
+    assert "login as 'sender' refused" in summary.paused_reason
+    assert set(states(engine, mailing_id).values()) == {"pending"}
+    assert server.recorder.messages == []
