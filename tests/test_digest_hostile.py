@@ -108,6 +108,8 @@ def test_a_5000px_image_is_held_to_the_column(cfg: Config, chromium: str, artifa
     _, html, _, _ = copy(cfg, [brief(1, lede=f'<p>Fact.</p><img src="{src}" width="5000" height="60" alt="huge">'
                                             f'<p><img src="{src}" alt="no size"></p>')])
     assert 'width="5000"' not in html
+    _, absurd, _, _ = copy(cfg, [brief(1, lede=f'<img src="{src}" width="{"9" * 5000}">')])
+    assert 'width="552"' in absurd
     with browser(chromium) as b:
         page = b.new_page(viewport={"width": 375, "height": 900})
         page.route("**/*", lambda route: route.continue_() if route.request.url == src else route.abort())

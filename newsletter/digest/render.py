@@ -202,7 +202,8 @@ def email_html(fragment: str, base_url: str) -> Markup:
         tag = element.tag
         if tag == "img":
             width = element.get("width")
-            if width and int(width) > CONTENT_WIDTH:
+            # Compare by length first: a hostile width of thousands of digits is no number to parse.
+            if width and (len(width) > 4 or int(width) > CONTENT_WIDTH):
                 element.set("width", str(CONTENT_WIDTH))
             element.attrib.pop("height", None)
             element.set("style", "display:block;max-width:100%;height:auto;border:0;")
