@@ -9,6 +9,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -37,6 +38,7 @@ class Recorder:
     def __init__(self, behaviour: Behaviour) -> None:
         self.behaviour = behaviour
         self.messages: list[tuple[str, bytes]] = []
+        self.times: list[float] = []  # time.monotonic() of each accepted message
         self.refusals: dict[str, int] = {}
         self.mails = 0
         self.drops = 0
@@ -74,6 +76,7 @@ class Recorder:
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.messages.append((rcpt, envelope.original_content or envelope.content))
+                self.times.append(time.monotonic())
         return "250 2.0.0 queued"
 
     def recipients(self) -> list[str]:

@@ -1,0 +1,193 @@
+"""`newsletter send` as operators run it: resume after kill -9, two workers, pauses, rate, dry run, --to."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.send.smtp import SMTP_BATCH
+from newsletter.store import open_store, schema, utcnow
+from newsletter.subscribers import suppress
+from tests.support.editions import add_brief
+from tests.support.cli import run_cli, run_json
+from tests.support.sending import add_subscribers, make_mailing, mailing, send_config, states
+from tests.support.smtpd import Behaviour, SMTPServer
+
+ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key"}
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+
+
+def emails(n: int) -> list[str]:
+    return [f"reader{i}@example.net" for i in range(n)]
+
+
+def popen_send(config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(config), "send", "daily-en", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV})
+
+
+def wait_for(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_kill_9_then_resume_sends_everyone_once_but_the_batch_in_doubt(tmp_path: Path, sqlite_url: str) -> None:
+    n, connections = 240, 2
+    with SMTPServer(Behaviour(delay=0.02)) as server:
+        config, path = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, connections=connections)
+        engine = open_store(sqlite_url)
+        mailing_id = make_mailing(config, engine, emails(n))
+        proc = popen_send(path)
+        wait_for(lambda: len(server.recorder.messages) >= 70)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        # Its workers die with it: nothing more arrives.
+        time.sleep(0.5)
+        settled = len(server.recorder.messages)
+        time.sleep(0.5)
+        assert len(server.recorder.messages) == settled < n
+        assert "sending" in states(engine, mailing_id).values()
+        resumed = run_cli("send", "daily-en", "--resume", config=path, env=ENV)
+        assert resumed.returncode == 0, resumed.stderr
+    received = collections.Counter(server.recorder.recipients())
+    assert set(received) == set(emails(n))
+    duplicates = sum(c - 1 for c in received.values())
+    # Documented window: at most one claimed batch per worker, accepted but not yet recorded.
+    assert duplicates <= connections * SMTP_BATCH
+    assert set(states(engine, mailing_id).values()) == {"sent"}
+    assert mailing(engine, mailing_id).status == "done"
+    engine.dispose()
+
+
+@pytest.mark.postgresql
+def test_two_workers_on_postgresql_share_a_mailing_and_send_nothing_twice(tmp_path: Path, pg_url: str) -> None:
+    n = 400
+    with SMTPServer(Behaviour(delay=0.005)) as server:
+        config, path = send_config(tmp_path, pg_url, kind="smtp", port=server.port, connections=2)
+        engine = open_store(pg_url)
+        mailing_id = make_mailing(config, engine, emails(n))
+        first, second = popen_send(path, "--resume", "--json"), popen_send(path, "--resume", "--json")
+        outs = [p.communicate(timeout=240) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
+    summaries = [json.loads(out) for out, _ in outs]
+    assert sum(s["sent"] for s in summaries) == n
+    assert all(s["sent"] > 0 for s in summaries)
+    received = collections.Counter(server.recorder.recipients())
+    assert set(received) == set(emails(n)) and max(received.values()) == 1
+    assert set(states(engine, mailing_id).values()) == {"sent"}
+    engine.dispose()
+
+
+def test_failures_past_the_threshold_pause_the_mailing_until_resumed(tmp_path: Path, sqlite_url: str) -> None:
+    n = 100
+    refuse_all = {e: ("550 5.7.1 relaying denied", 0) for e in emails(n)}
+    with SMTPServer(Behaviour(refuse=refuse_all)) as server:
+        config, path = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, connections=1,
+                                   failure_min=10, failure_threshold=0.5)
+        engine = open_store(sqlite_url)
+        mailing_id = make_mailing(config, engine, emails(n))
+        paused = run_cli("send", "daily-en", config=path, env=ENV)
+    assert paused.returncode == 1
+    assert "is paused" in paused.stderr and "finished deliveries failed" in paused.stderr
+    row = mailing(engine, mailing_id)
+    assert row.status == "paused" and "550 5.7.1 relaying denied" in row.paused_reason
+    counts = collections.Counter(states(engine, mailing_id).values())
+    assert counts["failed"] <= SMTP_BATCH and counts["pending"] >= n - SMTP_BATCH
+    code, status = run_json("status", config=path, env=ENV)
+    shown = next(m for m in status["mailings"] if m["id"] == mailing_id)
+    assert shown["status"] == "paused" and shown["deliveries"]["failed"] == counts["failed"]
+    # The operator fixed the relay; resume sends the rest.
+    with SMTPServer() as fixed:
+        config, path = send_config(tmp_path, sqlite_url, kind="smtp", port=fixed.port, connections=1,
+                                   failure_min=10, failure_threshold=0.5)
+        code, summary = run_json("send", "daily-en", "--resume", config=path, env=ENV)
+    assert code == 0 and summary["status"] == "done" and summary["sent"] == counts["pending"]
+    assert len(fixed.recorder.messages) == counts["pending"]
+    engine.dispose()
+
+
+def test_rate_limit_spreads_messages_over_time(tmp_path: Path, sqlite_url: str) -> None:
+    n, rate, burst = 45, 20, 5
+    with SMTPServer() as server:
+        config, path = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, connections=3,
+                                   rate_per_second=rate, burst=burst)
+        engine = open_store(sqlite_url)
+        make_mailing(config, engine, emails(n))
+        code, summary = run_json("send", "daily-en", config=path, env=ENV)
+    assert code == 0 and summary["sent"] == n
+    times = sorted(server.recorder.times)
+    assert times[-1] - times[0] >= (n - burst) / rate * 0.95
+    for i, start in enumerate(times):
+        in_a_second = sum(1 for t in times[i:] if t < start + 1.0)
+        assert in_a_second <= burst + rate + 1
+    engine.dispose()
+
+
+def test_dry_run_renders_and_counts_and_changes_nothing(tmp_path: Path, sqlite_url: str) -> None:
+    config, path = send_config(tmp_path, sqlite_url)
+    engine = open_store(sqlite_url)
+    mailing_id = make_mailing(config, engine, emails(20))
+    with engine.begin() as conn:
+        suppress(conn, "reader3@example.net", "unsubscribed")
+    code, summary = run_json("send", "daily-en", "--dry-run", config=path, env=ENV)
+    assert code == 0 and summary["dry_run"] and summary["would_send"] == 19 and summary["suppressed"] == 1
+    assert summary["sent"] == 0
+    assert set(states(engine, mailing_id).values()) == {"pending"}
+    assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").iterdir())
+    engine.dispose()
+
+
+def test_to_sends_one_test_copy_and_records_nothing(tmp_path: Path, sqlite_url: str) -> None:
+    config, path = send_config(tmp_path, sqlite_url)
+    engine = open_store(sqlite_url)
+    mailing_id = make_mailing(config, engine, emails(3))
+    code, out = run_json("send", "daily-en", "--to", "editor@example.org", config=path, env=ENV)
+    assert code == 0 and out["mailing_id"] == mailing_id
+    (eml,) = (tmp_path / "outbox").iterdir()
+    message = message_from_bytes(eml.read_bytes())
+    assert message["To"] == "editor@example.org" and message["Subject"] == "Port corruption, today"
+    assert set(states(engine, mailing_id).values()) == {"pending"}
+    engine.dispose()
+
+
+def test_send_makes_the_mailing_when_there_is_news_and_says_so_when_there_is_none(tmp_path: Path,
+                                                                                   sqlite_url: str) -> None:
+    config, path = send_config(tmp_path, sqlite_url)
+    nothing = run_cli("send", "daily-en", config=path, env=ENV)
+    assert nothing.returncode == 0 and "nothing to send" in nothing.stdout
+    no_resume = run_cli("send", "daily-en", "--resume", config=path, env=ENV)
+    assert no_resume.returncode != 0
+    assert no_resume.stderr.strip().splitlines()[-1] == (
+        "newsletter: error: edition 'daily-en' has no unfinished mailing to resume")
+    engine = open_store(sqlite_url)
+    add_subscribers(engine, emails(4))
+    add_brief(engine, "port-raid", seen=utcnow())
+    proc = run_cli("send", "daily-en", "--json", config=path, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "done" and summary["sent"] == 4
+    assert {"sent", "failed", "suppressed", "retried", "duration_seconds", "per_second"} <= set(summary)
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 4
+    human = run_cli("status", config=path, env=ENV)
+    assert "done" in human.stdout
+    again = run_cli("send", "daily-en", config=path, env=ENV)
+    assert again.returncode == 0 and "nothing to send" in again.stdout
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(schema.mailings)) == 1
+    engine.dispose()
