@@ -19,7 +19,7 @@ from newsletter.errors import SubscriberError
 from newsletter.store import schema, utcnow
 from newsletter.subscribers.address import normalise
 from newsletter.subscribers.profile import STATUSES, Vocabulary, split_list
-from newsletter.subscribers.suppression import suppressed_among
+from newsletter.subscribers.suppression import literal_in_list, suppressed_among
 
 S = schema.subscribers
 C = schema.consents
@@ -145,7 +145,8 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
 def _existing(conn: sa.Connection, emails: list[str]) -> dict[str, tuple[int, str]]:
     found: dict[str, tuple[int, str]] = {}
     for chunk in _chunks(emails):
-        for sid, email, status in conn.execute(sa.select(S.c.id, S.c.email, S.c.status).where(S.c.email.in_(chunk))):
+        query = sa.select(S.c.id, S.c.email, S.c.status).where(S.c.email.in_(literal_in_list(chunk)))
+        for sid, email, status in conn.execute(query):
             found[email] = (sid, status)
     return found
 

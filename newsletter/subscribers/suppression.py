@@ -29,6 +29,12 @@ def _insert_ignore(conn: sa.Connection, table: sa.Table, rows: list[dict[str, An
     conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 
+def literal_in_list(values: list[str]) -> sa.BindParameter:
+    """An IN list written into the SQL as constants, which PostgreSQL hashes. As parameters it
+    compares every row with every value when a table has no statistics yet (a first import)."""
+    return sa.bindparam("values", values, expanding=True, literal_execute=True)
+
+
 def suppression_reason(conn: sa.Connection, email: str) -> str | None:
     """Why `email` must not be mailed (its own entry, or its erased hash), or None."""
     return conn.execute(
@@ -43,7 +49,8 @@ def suppressed_among(conn: sa.Connection, emails: list[str]) -> dict[str, str]:
     wanted = list(emails) + list(keys)
     for start in range(0, len(wanted), 900):
         chunk = wanted[start:start + 900]
-        for email, reason in conn.execute(sa.select(X.c.email, X.c.reason).where(X.c.email.in_(chunk))):
+        query = sa.select(X.c.email, X.c.reason).where(X.c.email.in_(literal_in_list(chunk)))
+        for email, reason in conn.execute(query):
             found[keys.get(email, email)] = reason
     return found
 
