@@ -328,3 +328,28 @@ def test_a_subscriber_downloads_then_erases_their_data(site: Served, store: sa.E
     client2, csrf2 = form_session(site)
     client2.post("/subscribe", data={"csrf": csrf2, "email": "private@example.org", "consent": "yes"})
     assert subscriber(store, "private@example.org") is None  # the hash keeps them off the list
+
+
+def test_a_page_with_its_own_policy_keeps_it() -> None:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import HTMLResponse, PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from newsletter.web.security import Guard
+
+    async def own(request):
+        return HTMLResponse("<p style='color:red'>digest</p>",
+                            headers={"Content-Security-Policy": "style-src 'unsafe-inline'"})
+
+    async def plain(request):
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/own", own), Route("/plain", plain)],
+                    middleware=[Middleware(Guard, too_large=PlainTextResponse("too large", status_code=413))])
+    client = TestClient(app)
+    own_response = client.get("/own")
+    assert own_response.headers.get_list("content-security-policy") == ["style-src 'unsafe-inline'"]
+    assert own_response.headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'" in client.get("/plain").headers["content-security-policy"]

@@ -80,7 +80,7 @@ def body_limit(path: str) -> int:
 
 
 class Guard:
-    """ASGI middleware: security headers on every answer, and a cap on request bodies.
+    """ASGI middleware: security headers on every answer that lacks them, and a cap on request bodies.
 
     A declared Content-Length over the cap is answered by `too_large` at once; a body that
     grows past it while being read raises BodyTooLarge for the app's exception handler.
@@ -97,7 +97,10 @@ class Guard:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *HEADERS]}
+                # A page that sets its own policy (the archive needs inline styles) keeps it.
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in HEADERS if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         limit = body_limit(scope["path"])
