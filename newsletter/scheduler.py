@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -119,6 +120,8 @@ class Job:
         self.engine = engine
         self.worker = worker
         self.clock = clock
+        self._sending: set[int] = set()
+        self._sending_lock = threading.Lock()
 
     def collect(self, report: RunReport) -> None:
         """Collect every source, then rebuild the feeds; skipped when another process is collecting."""
@@ -186,13 +189,24 @@ class Job:
         return outcome.mailing_id
 
     def send(self, mailing_id: int, edition: str, report: RunReport) -> None:
-        """Send the mailing's remaining deliveries; the ledger makes a concurrent sender harmless."""
+        """Send the mailing's remaining deliveries, unless a thread of this process already is.
+
+        Other processes may send it at the same time: the ledger hands each delivery to one.
+        """
+        with self._sending_lock:
+            if mailing_id in self._sending:
+                log.info("already sending", extra={"mailing_id": mailing_id, "edition": edition})
+                return
+            self._sending.add(mailing_id)
         try:
             summary = send_mailing(self.config, self.engine, mailing_id, worker=self.worker)
         except NewsletterError as exc:
             report.sends.append(SendOutcome(mailing_id, edition, "error", detail=str(exc)))
             log.error("send failed", extra={"mailing_id": mailing_id, "edition": edition, "detail": str(exc)})
             return
+        finally:
+            with self._sending_lock:
+                self._sending.discard(mailing_id)
         report.sends.append(SendOutcome(mailing_id, edition, summary.status, summary.sent, summary.failed,
                                         summary.paused_reason))
         log.info("send finished", extra={

@@ -148,11 +148,37 @@ def test_a_paused_mailing_is_left_for_the_operator_and_reported_for_cron(engine:
     mailing_controls.pause(engine, mailing_id)
     report = RunReport()
     job.send(mailing_id, "daily-en", report)
-    assert report.exit_code == EXIT_SENDING
+    assert report.exit_code == EXIT_SENDING, report.as_dict()
     assert deliveries(engine, mailing_id)[0].state == "pending"
     report = RunReport()
     job.send_unfinished(report)
     assert report.sends == []
     mailing_controls.resume(engine, mailing_id)
     job.send_unfinished(report)
-    assert report.exit_code == EXIT_OK and deliveries(engine, mailing_id)[0].state == "sent"
+    assert report.exit_code == EXIT_OK, report.as_dict()
+    assert deliveries(engine, mailing_id)[0].state == "sent"
+
+
+def test_one_process_never_runs_two_senders_for_one_mailing(engine: sa.Engine, tmp_path: Path) -> None:
+    config = make_config(str(engine.url), tmp_path)
+    now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    add_brief(engine, "b0", seen=now - 60 * MINUTE)
+    for i in range(4):
+        add_subscriber(engine, f"reader{i}@example.net")
+    job = job_at(config, engine, now)
+    mailing_id = job.run_edition("daily-en", RunReport())
+    barrier = threading.Barrier(3)
+    reports = [RunReport() for _ in range(3)]
+
+    def press(report: RunReport) -> None:
+        barrier.wait()
+        job.send(mailing_id, "daily-en", report)
+
+    threads = [threading.Thread(target=press, args=(r,)) for r in reports]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # One thread sent; the others saw it was already being sent and left it.
+    assert sorted(len(r.sends) for r in reports) == [0, 0, 1]
+    assert {d.state for d in deliveries(engine, mailing_id)} == {"sent"}

@@ -11,7 +11,6 @@ send of the same edition harmless to each other.
 from __future__ import annotations
 
 import hmac
-import logging
 import os
 import threading
 from typing import Any
@@ -24,11 +23,9 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from newsletter import editions, locks, mailings, status
 from newsletter.config import Config
-from newsletter.errors import ConfigError, LockedError, MailingError, NewsletterError
+from newsletter.errors import ConfigError, LockedError, MailingError
 from newsletter.scheduler import Job, RunReport
 from newsletter.store import schema, utcnow
-
-log = logging.getLogger(__name__)
 
 
 def _error(status_code: int, message: str, **headers: str) -> JSONResponse:
@@ -40,8 +37,6 @@ class OperatorApi:
         self.config = config
         self.engine = engine
         self.job = Job(config, engine, worker=locks.owner_id("serve"))
-        self._senders: dict[int, threading.Thread] = {}
-        self._senders_lock = threading.Lock()
 
     def routes(self) -> list[BaseRoute]:
         return [Mount("/api", routes=[
@@ -115,20 +110,9 @@ class OperatorApi:
         return mailing_id, "created"
 
     def _start_sending(self, mailing_id: int, edition: str) -> None:
-        with self._senders_lock:
-            running = self._senders.get(mailing_id)
-            if running is not None and running.is_alive():
-                return
-            thread = threading.Thread(target=self._send, args=(mailing_id, edition), name=f"send {mailing_id}",
-                                      daemon=True)
-            self._senders[mailing_id] = thread
-            thread.start()
-
-    def _send(self, mailing_id: int, edition: str) -> None:
-        try:
-            self.job.send(mailing_id, edition, RunReport())
-        except NewsletterError as exc:
-            log.error("send failed", extra={"mailing_id": mailing_id, "edition": edition, "detail": str(exc)})
+        # The job skips a mailing this process is already sending, so a second press is harmless.
+        threading.Thread(target=self.job.send, args=(mailing_id, edition, RunReport()), name=f"send {mailing_id}",
+                         daemon=True).start()
 
     async def send(self, request: Request) -> Response:
         name = request.path_params["name"]
