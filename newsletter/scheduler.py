@@ -150,7 +150,8 @@ class Job:
         """The edition's slot to run now, if any (see `slots.due_slot`).
 
         A slot that had no news stays due for its grace time (news collected meanwhile still
-        goes out for it); slots that passed their grace time unseen are recorded as missed.
+        goes out for it); slots that passed their grace time unseen are logged once, and the
+        newest of them is recorded as missed.
         """
         schedule = Schedule.of(edition)
         grace = timedelta(minutes=edition.grace_minutes)
@@ -158,8 +159,9 @@ class Job:
             seen = last_slot(conn, edition.name)
             sent = last_slot(conn, edition.name, "mailing")
             missed = schedule.between(seen, now - grace) if seen is not None else []
-            for slot in missed:
-                editions.record_slot(conn, edition.name, slot_id(slot), now, "missed")
+            if missed:
+                # The newest one stands for them all: the next run counts from there.
+                editions.record_slot(conn, edition.name, slot_id(missed[-1]), now, "missed")
         if missed:
             log.warning("slots missed beyond grace", extra={
                 "edition": edition.name, "missed": len(missed), "first": slot_id(missed[0]),
