@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+
+import rich.progress
 
 from newsletter.cli.context import Context
 from newsletter.errors import SubscriberError
@@ -50,15 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def import_(ctx: Context, args: argparse.Namespace) -> int:
     vocabulary = Vocabulary(ctx.config)
+    quiet = not ctx.console.is_terminal  # progress is for people watching, not for logs
     try:
-        with open(args.file, encoding="utf-8-sig", newline="") as f:
+        with rich.progress.open(args.file, encoding="utf-8-sig", newline="", description="checking rows",
+                                console=ctx.console, transient=True, disable=quiet) as f:
             parsed = csvfile.parse(f, vocabulary)
     except OSError as exc:
         raise SubscriberError(f"cannot read {args.file}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise SubscriberError(f"{args.file} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
-    with ctx.engine.begin() as conn:
-        summary = csvfile.import_rows(conn, parsed, args.file.name)
+    with ctx.console.status(f"writing {len(parsed.rows)} rows to the store") if not quiet else nullcontext():
+        with ctx.engine.begin() as conn:
+            summary = csvfile.import_rows(conn, parsed, args.file.name)
     if args.json:
         ctx.print_json(summary.as_dict())
     else:
