@@ -353,3 +353,12 @@ def test_a_page_with_its_own_policy_keeps_it() -> None:
     assert own_response.headers.get_list("content-security-policy") == ["style-src 'unsafe-inline'"]
     assert own_response.headers["x-frame-options"] == "DENY"
     assert "default-src 'none'" in client.get("/plain").headers["content-security-policy"]
+
+
+def test_webhooks_are_refused_when_no_secret_is_configured(site: Served, store: sa.Engine) -> None:
+    sid = active(store, "someone@example.org")
+    event = {"RecordType": "Bounce", "Type": "HardBounce", "Email": "someone@example.org"}
+    response = httpx.post(f"{site.url}/webhooks/postmark", json=event, auth=("any", "thing"))
+    assert response.status_code == 403
+    with store.connect() as conn:
+        assert registry.get(conn, sid).status == "active"
