@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
 from newsletter import tokens
-from newsletter.store import open_store, schema
+from newsletter.store import open_store, schema, utcnow
 from newsletter.subscribers import registry
 from newsletter.subscribers.profile import Profile
 from tests.support.configs import base_config, write_config
@@ -330,29 +330,20 @@ def test_a_subscriber_downloads_then_erases_their_data(site: Served, store: sa.E
     assert subscriber(store, "private@example.org") is None  # the hash keeps them off the list
 
 
-def test_a_page_with_its_own_policy_keeps_it() -> None:
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.responses import HTMLResponse, PlainTextResponse
-    from starlette.routing import Route
-    from starlette.testclient import TestClient
-
-    from newsletter.web.security import Guard
-
-    async def own(request):
-        return HTMLResponse("<p style='color:red'>digest</p>",
-                            headers={"Content-Security-Policy": "style-src 'unsafe-inline'"})
-
-    async def plain(request):
-        return PlainTextResponse("ok")
-
-    app = Starlette(routes=[Route("/own", own), Route("/plain", plain)],
-                    middleware=[Middleware(Guard, too_large=PlainTextResponse("too large", status_code=413))])
-    client = TestClient(app)
-    own_response = client.get("/own")
-    assert own_response.headers.get_list("content-security-policy") == ["style-src 'unsafe-inline'"]
-    assert own_response.headers["x-frame-options"] == "DENY"
-    assert "default-src 'none'" in client.get("/plain").headers["content-security-policy"]
+def test_the_archive_keeps_its_own_policy_so_the_digest_keeps_its_styles(site: Served, store: sa.Engine) -> None:
+    with store.begin() as conn:
+        mailing_id = conn.execute(sa.insert(schema.mailings).values(
+            edition="daily-en", slot="manual-test", language="en", status="done", subject="Today",
+            preheader="", brief_ids=[], cutoff=utcnow(), created_at=utcnow(),
+            html='<html><body><p style="color:#0b4f8a">Today in crime news</p></body></html>', text="",
+        ).returning(schema.mailings.c.id)).scalar_one()
+    response = httpx.get(f"{site.url}/archive/{mailing_id}")
+    assert response.status_code == 200
+    [policy] = response.headers.get_list("content-security-policy")
+    assert "style-src 'unsafe-inline'" in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'; style-src 'self'" in httpx.get(f"{site.url}/subscribe").headers[
+        "content-security-policy"]
 
 
 def test_webhooks_are_refused_when_no_secret_is_configured(site: Served, store: sa.Engine) -> None:
