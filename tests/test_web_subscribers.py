@@ -353,3 +353,19 @@ def test_webhooks_are_refused_when_no_secret_is_configured(site: Served, store: 
     assert response.status_code == 403
     with store.connect() as conn:
         assert registry.get(conn, sid).status == "active"
+
+
+def test_preferences_in_another_language_are_refused_in_the_page_language(site: Served, store: sa.Engine) -> None:
+    sid = active(store, "lectora@example.org", language="es")
+    path = f"/preferences/{tokens.make(KEY, 'preferences', sid)}"
+    client, csrf = form_session(site, path)
+    response = client.post(path, data={"csrf": csrf, "name": "Lectora", "language": "es", "editions": "daily-en"})
+    assert response.status_code == 400
+    assert 'lang="es"' in response.text and "No se guardó nada" in response.text
+    row = subscriber(store, "lectora@example.org")
+    assert (row.name, row.editions) == ("", [])
+    response = client.post(path, data={"csrf": csrf, "name": "Lectora", "language": "es", "editions": "semanal-es",
+                                       "countries": ["mexico", "colombia"]})
+    assert response.status_code == 200 and "Sus preferencias están guardadas." in response.text
+    row = subscriber(store, "lectora@example.org")
+    assert (row.name, row.editions, row.countries) == ("Lectora", ["semanal-es"], ["mexico", "colombia"])

@@ -320,6 +320,7 @@ class Pages:
         row, reason = await run_in_threadpool(self.subscriber_from, request, "preferences")
         if reason or row is None:
             return self.bad_link(request, reason or "bad_link")
+        lang = self.lang(request, row.language)
         if not self.csrf_valid(request, form):
             return self.csrf_failed(request, lang)
         shown = {"name": str(form.get("name", ""))[:200], "language": str(form.get("language", "")),
@@ -327,9 +328,11 @@ class Pages:
                  "countries": [str(v) for v in form.getlist("countries")]}
         try:
             profile = self.vocabulary.profile(shown["name"], shown["language"], shown["editions"], shown["countries"])
-        except SubscriberError as exc:
+        except SubscriberError:
+            # The form only offers known editions and countries: what can go wrong is an edition
+            # in another language than the one chosen (or a hand-made request).
             return await run_in_threadpool(self.preferences_view, request, row, lang, status=400,
-                                           error=str(exc), shown=shown)
+                                           error=self.messages.words(lang)["preferences_invalid"], shown=shown)
 
         def work() -> sa.Row | None:
             with self.engine.begin() as conn:
@@ -413,6 +416,7 @@ class Pages:
         row, reason = await run_in_threadpool(self.subscriber_from, request, "data")
         if reason or row is None:
             return self.bad_link(request, reason or "bad_link")
+        lang = self.lang(request, row.language)
         if not self.csrf_valid(request, form):
             return self.csrf_failed(request, lang)
 
