@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from newsletter.config import Config
-from newsletter.subscribers.suppression import record_bounce, record_event, suppress
+from newsletter.subscribers.suppression import BounceKind, record_bounce, record_event, suppress
 
 log = logging.getLogger(__name__)
 PROVIDERS = ("postmark", "sendgrid", "mailgun")
@@ -186,7 +186,7 @@ def verified_events(provider: str, secret: str, headers: Mapping[str, str], body
     return parse_mailgun(payload)
 
 
-_BOUNCE_KINDS = {"hard_bounce": "hard", "soft_bounce": "soft", "complaint": "complaint"}
+_BOUNCE_KINDS: dict[str, BounceKind] = {"hard_bounce": "hard", "soft_bounce": "soft", "complaint": "complaint"}
 
 
 def apply(conn: sa.Connection, provider: str, events: list[ProviderEvent], soft_limit: int) -> int:
@@ -196,8 +196,8 @@ def apply(conn: sa.Connection, provider: str, events: list[ProviderEvent], soft_
         if not event.email:
             record_event(conn, event.kind, None, provider, event.detail)
         elif event.kind in _BOUNCE_KINDS:
-            suppressed += record_bounce(conn, event.email, _BOUNCE_KINDS[event.kind], provider,  # type: ignore[arg-type]
-                                        event.detail, soft_limit)
+            suppressed += record_bounce(conn, event.email, _BOUNCE_KINDS[event.kind], provider, event.detail,
+                                        soft_limit)
         elif event.kind == "unsubscribe":
             record_event(conn, "unsubscribe", event.email, provider, event.detail)
             suppress(conn, event.email, "unsubscribed", f"unsubscribed at {provider}")
