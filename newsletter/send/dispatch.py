@@ -21,6 +21,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -143,16 +144,17 @@ def failure_reason(config: Config, counts: Mapping[str, int], last_error: str) -
 
 
 class _Worker:
-    def __init__(self, spec: _WorkerSpec, bucket: TokenBucket | None, events: Any) -> None:
+    """One connection's loop: claim a batch, hand it over, record the answers. A process runs a few."""
+
+    def __init__(self, spec: _WorkerSpec, index: int, engine: sa.Engine, factory: MessageFactory,
+                 bucket: TokenBucket | None, events: Any) -> None:
         self.spec = spec
         self.config = spec.config
         self.bucket = bucket
         self.events = events
-        self.name = ledger.worker_name(spec.label)
-        self.engine = create_engine(self.config.store_url)
-        with self.engine.connect() as conn:
-            mailing = conn.execute(sa.select(schema.mailings).where(schema.mailings.c.id == spec.mailing_id)).one()
-        self.factory = MessageFactory(self.config, mailing)
+        self.name = ledger.worker_name(f"{spec.label}-{index}")
+        self.engine = engine
+        self.factory = factory
         self.transport: Transport = open_transport(self.config)
         self.template = provider_template(self.factory) if self.transport.personalises else None
         self.limit = min(self.config.transport.batch_size, self.transport.batch_limit)
@@ -243,22 +245,41 @@ class _Worker:
         time.sleep(min(max(wait, 0.05), POLL_SECONDS))
         return True
 
-    def close(self) -> None:
-        self.transport.close()
-        self.engine.dispose()
+    def run_reporting(self) -> None:
+        try:
+            self.run()
+        except NewsletterError as exc:
+            self.events.put(("error", str(exc)))
+        except Exception as exc:
+            self.events.put(("error", f"send worker {self.name} crashed: {exc!r}"))
+            raise
+        finally:
+            self.transport.close()
 
 
-def _worker_main(spec: _WorkerSpec, bucket: TokenBucket | None, events: Any) -> None:
+def _worker_main(spec: _WorkerSpec, threads: int, bucket: TokenBucket | None, events: Any) -> None:
+    """A worker process: its own store connections and `threads` transports (SMTP connections).
+
+    Threads share the process's message factory; while one waits on the network another builds
+    and writes, which is where threads help. Processes are what spread the CPU work over cores.
+    """
     _die_with_parent(spec.parent_pid)
-    worker = None
+    engine = create_engine(spec.config.store_url)
     try:
-        worker = _Worker(spec, bucket, events)
-        worker.run()
+        with engine.connect() as conn:
+            mailing = conn.execute(sa.select(schema.mailings).where(schema.mailings.c.id == spec.mailing_id)).one()
+        factory = MessageFactory(spec.config, mailing)
+        workers = [_Worker(spec, i, engine, factory, bucket, events) for i in range(threads)]
     except NewsletterError as exc:
         events.put(("error", str(exc)))
-    finally:
-        if worker is not None:
-            worker.close()
+        engine.dispose()
+        return
+    running = [threading.Thread(target=w.run_reporting, name=w.name) for w in workers]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    engine.dispose()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -318,11 +339,16 @@ def send_mailing(config: Config, engine: sa.Engine, mailing_id: int, *, worker: 
     t = config.transport
     bucket = TokenBucket(t.rate_per_second, t.burst, ctx) if t.rate_per_second > 0 else None
     events = ctx.Queue()
-    per_worker = min(t.batch_size, batch_limit(t.kind))
-    n_workers = max(1, min(t.connections, math.ceil(counts["pending"] / per_worker) or 1))
+    per_connection = min(t.batch_size, batch_limit(t.kind))
+    connections = max(1, min(t.connections, math.ceil(counts["pending"] / per_connection)))
+    # One process per core at most (more only adds memory); the connections are spread over them.
+    n_processes = min(os.cpu_count() or 1, connections)
     spec = _WorkerSpec(config, mailing_id, worker, os.getpid())
-    processes = [ctx.Process(target=_worker_main, args=(spec, bucket, events), name=f"send-{i}", daemon=True)
-                 for i in range(n_workers)]
+    processes = [
+        ctx.Process(target=_worker_main, name=f"send-{i}", daemon=True,
+                    args=(spec, connections // n_processes + (i < connections % n_processes), bucket, events))
+        for i in range(n_processes)
+    ]
     for p in processes:
         p.start()
     tally = {"sent": 0, "failed": 0, "retried": 0}
