@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from pathlib import Path
 from typing import Iterator
@@ -70,7 +71,7 @@ def assert_untouched(engine: sa.Engine) -> None:
 
 def mailgun_body(event: dict, key: str = MAILGUN_KEY, timestamp: float | None = None) -> dict:
     ts = str(int(timestamp if timestamp is not None else time.time()))
-    token = base64.b16encode(event["recipient"].encode()).decode()[:50]
+    token = secrets.token_hex(25)
     signature = hmac.new(key.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
     return {"signature": {"timestamp": ts, "token": token, "signature": signature}, "event-data": event}
 
@@ -92,8 +93,13 @@ def test_mailgun(tmp_path: Path, store_url: str, store: sa.Engine) -> None:
         assert httpx.post(url, json=altered).status_code == 403
         assert_untouched(store)
 
+        soft = mailgun_body({"event": "failed", "severity": "temporary", "recipient": "soft@example.org"})
+        assert httpx.post(url, json=soft).json() == {"recorded": 1, "suppressed": 0}
+        # The same signed call again (a retry, or a replay) does not count the bounce twice.
+        assert httpx.post(url, json=soft).json() == {"recorded": 0, "suppressed": 0, "duplicate": True}
+        with store.connect() as conn:
+            assert registry.find(conn, "soft@example.org").soft_bounces == 1
         for event in (hard,
-                      {"event": "failed", "severity": "temporary", "recipient": "soft@example.org"},
                       {"event": "failed", "severity": "temporary", "recipient": "soft@example.org"},
                       {"event": "complained", "recipient": "angry@example.org"},
                       {"event": "delivered", "recipient": "fine@example.org"}):
@@ -103,7 +109,7 @@ def test_mailgun(tmp_path: Path, store_url: str, store: sa.Engine) -> None:
         site.stop()
     statuses, reasons, events = state(store)
     assert statuses == EXPECTED_STATUSES and reasons == EXPECTED_REASONS
-    assert [k for k, _, _ in events] == ["hard_bounce", "soft_bounce", "soft_bounce", "complaint", "delivered"]
+    assert [k for k, _, _ in events] == ["soft_bounce", "hard_bounce", "soft_bounce", "complaint", "delivered"]
     assert {p for _, _, p in events} == {"mailgun"}
 
 
@@ -135,8 +141,10 @@ def test_sendgrid(tmp_path: Path, store_url: str, store: sa.Engine) -> None:
         assert httpx.post(url, content=tampered, headers=sendgrid_headers(body)).status_code == 403
         assert httpx.post(url, content=body, headers={"Content-Type": "application/json"}).status_code == 401
         assert_untouched(store)
-        response = httpx.post(url, content=body, headers=sendgrid_headers(body))
+        signed = sendgrid_headers(body)
+        response = httpx.post(url, content=body, headers=signed)
         assert response.status_code == 200 and response.json() == {"recorded": 5, "suppressed": 3}
+        assert httpx.post(url, content=body, headers=signed).json()["duplicate"] is True
     finally:
         site.stop()
     statuses, reasons, recorded = state(store)

@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -173,17 +174,38 @@ def parse_mailgun(payload: Any) -> list[ProviderEvent]:
 
 
 def verified_events(provider: str, secret: str, headers: Mapping[str, str], body: bytes,
-                    now: float) -> list[ProviderEvent]:
-    """The events in a webhook call, after its signature checked out; WebhookRejected otherwise."""
+                    now: float) -> tuple[list[ProviderEvent], str | None]:
+    """The events in a webhook call after its signature checked out, and the signature (None for
+    Postmark, which signs nothing); WebhookRejected otherwise."""
     if provider == "postmark":
         verify_postmark(secret, headers)
-        return parse_postmark(_json(body))
+        return parse_postmark(_json(body)), None
     if provider == "sendgrid":
         verify_sendgrid(secret, headers, body, now)
-        return parse_sendgrid(_json(body))
+        return parse_sendgrid(_json(body)), headers["x-twilio-email-event-webhook-signature"]
     payload = _json(body)
     verify_mailgun(secret, payload, now)
-    return parse_mailgun(payload)
+    return parse_mailgun(payload), payload["signature"]["signature"]
+
+
+class SeenSignatures:
+    """Signatures already applied within the freshness window, so a replayed or retried call
+    within it is answered without counting its bounces twice (kept in this process only)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, signature: str) -> bool:
+        with self._lock:
+            return signature in self._seen
+
+    def add(self, signature: str, now: float) -> None:
+        with self._lock:
+            self._seen[signature] = now
+            if len(self._seen) > 10_000:
+                horizon = now - 2 * MAX_SKEW_SECONDS
+                self._seen = {s: t for s, t in self._seen.items() if t > horizon}
 
 
 _BOUNCE_KINDS: dict[str, BounceKind] = {"hard_bounce": "hard", "soft_bounce": "soft", "complaint": "complaint"}
@@ -211,6 +233,7 @@ class Webhooks:
     def __init__(self, config: Config, engine: sa.Engine) -> None:
         self.config = config
         self.engine = engine
+        self.seen = SeenSignatures()
 
     async def handle(self, request: Request) -> JSONResponse:
         provider = request.path_params["provider"]
@@ -223,15 +246,20 @@ class Webhooks:
             log.error("webhook from %s refused: transport.webhook_secret_env names no set variable", provider)
             return JSONResponse({"error": "webhooks are not configured"}, status_code=403)
         body = await request.body()
+        now = time.time()
         try:
-            events = verified_events(provider, secret, request.headers, body, time.time())
+            events, signature = verified_events(provider, secret, request.headers, body, now)
         except WebhookRejected as exc:
             log.warning("webhook from %s refused: %s", provider, exc)
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        if signature is not None and signature in self.seen:
+            return JSONResponse({"recorded": 0, "suppressed": 0, "duplicate": True})
 
         def work() -> int:
             with self.engine.begin() as conn:
                 return apply(conn, provider, events, self.config.transport.soft_bounce_limit)
 
         suppressed = await run_in_threadpool(work)
+        if signature is not None:
+            self.seen.add(signature, now)
         return JSONResponse({"recorded": len(events), "suppressed": suppressed})
