@@ -4,6 +4,7 @@ plain HTTP clients the way mail providers call them, on a real SQLite file and a
 from __future__ import annotations
 
 import email
+import json
 import re
 import threading
 import time
@@ -369,3 +370,31 @@ def test_preferences_in_another_language_are_refused_in_the_page_language(site: 
     assert response.status_code == 200 and "Sus preferencias están guardadas." in response.text
     row = subscriber(store, "lectora@example.org")
     assert (row.name, row.editions, row.countries) == ("Lectora", ["semanal-es"], ["mexico", "colombia"])
+
+
+def test_the_confirmation_goes_through_an_http_provider_when_that_is_the_transport(
+        tmp_path: Path, sqlite_url: str, fixture_server) -> None:
+    from tests.support.httpserver import Reply
+
+    fixture_server.routes["/email/batch"] = Reply(json.dumps([{"ErrorCode": 0, "MessageID": "pm-1"}]),
+                                                  content_type="application/json")
+    port = free_port()
+    data = base_config(sqlite_url)
+    data["publication"]["public_url"] = f"http://127.0.0.1:{port}"
+    data["transport"] = {"kind": "postmark", "api_url": fixture_server.url, "api_token_env": "TEST_POSTMARK_TOKEN"}
+    served = Served(write_config(tmp_path, data), port, env={"TEST_POSTMARK_TOKEN": "pm-token"})
+    try:
+        client, csrf = form_session(served)
+        response = client.post("/subscribe", data={"csrf": csrf, "email": "api.reader@example.org", "consent": "yes"})
+        assert response.status_code == 200
+        deadline = time.monotonic() + 20
+        while not fixture_server.requests_to("/email/batch") and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        served.stop()
+    [request] = fixture_server.requests_to("/email/batch")
+    assert request.headers["x-postmark-server-token"] == "pm-token"
+    [message] = json.loads(request.body)
+    assert message["To"] == "api.reader@example.org"
+    assert message["Subject"] == "Confirm your subscription to Crime Briefs Test"
+    assert f"http://127.0.0.1:{port}/confirm/" in message["TextBody"]

@@ -10,7 +10,7 @@ from email.utils import formatdate, make_msgid
 import jinja2
 
 from newsletter.config import Config
-from newsletter.errors import TransportError
+from newsletter.errors import NewsletterError, TransportError
 from newsletter.send.transport import Envelope, MessageTemplate, envelope_sender
 from newsletter.send.transports import open_transport
 
@@ -54,7 +54,7 @@ def send(config: Config, to: str, subject: str, text: str, html: str, *, key: st
     sender = envelope_sender(config.publication.sender)
     try:
         transport = open_transport(config)
-    except TransportError as exc:
+    except NewsletterError as exc:  # a transport config error (e.g. a missing API token) or a dead outbox
         log.error("confirmation email to a subscriber not sent: %s", exc)
         return False
     try:
