@@ -62,6 +62,8 @@ def import_(ctx: Context, args: argparse.Namespace) -> int:
         raise SubscriberError(f"cannot read {args.file}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise SubscriberError(f"{args.file} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    except SubscriberError as exc:  # the header row is wrong: nothing was imported
+        raise SubscriberError(f"{args.file}: {exc}; nothing imported") from exc
     with ctx.console.status(f"writing {len(parsed.rows)} rows to the store") if not quiet else nullcontext():
         with ctx.engine.begin() as conn:
             summary = csvfile.import_rows(conn, parsed, args.file.name)
