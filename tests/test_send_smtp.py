@@ -40,8 +40,9 @@ def test_every_subscriber_gets_one_personal_copy(tmp_path: Path, engine: sa.Engi
     assert mailing(engine, mailing_id).finished_at is not None
 
 
-def test_refusals_are_handled_one_by_one(tmp_path: Path, engine: sa.Engine, store_url: str) -> None:
-    behaviour = Behaviour(refuse={
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-command-at-a-time"])
+def test_refusals_are_handled_one_by_one(tmp_path: Path, engine: sa.Engine, store_url: str, pipelining: bool) -> None:
+    behaviour = Behaviour(pipelining=pipelining, refuse={
         "gone@example.net": ("550 5.1.1 no such mailbox", 0),
         "later@example.net": ("451 4.3.0 try again later", 1),
         "busy@example.net": ("421 4.7.0 too busy, closing", 1),

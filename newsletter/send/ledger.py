@@ -105,13 +105,14 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
     if status != "sending":
         return []
     # Two narrow picks rather than one OR, so each walks the (mailing_id, state) index and
-    # stops after `limit` rows instead of scanning the mailing's deliveries on every claim.
+    # stops after `limit` rows instead of scanning the mailing's deliveries on every claim;
+    # the stale one only runs when the due ones do not fill the batch.
     stale = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == "sending",
                                     d.c.claimed_at < now - lease)
     due = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == "pending",
                                   sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now))
     ids: list[int] = []
-    for pick in (stale, due):
+    for pick in (due, stale):
         pick = pick.order_by(d.c.id).limit(limit - len(ids))
         if conn.dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)

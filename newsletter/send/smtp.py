@@ -46,26 +46,6 @@ def dot_stuff(message: bytes) -> bytes:
     return message + b".\r\n"
 
 
-class _FastData:
-    """smtplib's DATA with `dot_stuff` (bytes messages only: ours are built as CRLF bytes)."""
-
-    def data(self, msg: bytes) -> tuple[int, bytes]:
-        self.putcmd("data")
-        code, reply = self.getreply()
-        if code != 354:
-            raise smtplib.SMTPDataError(code, reply)
-        self.send(dot_stuff(msg))
-        return self.getreply()
-
-
-class _SMTP(_FastData, smtplib.SMTP):
-    pass
-
-
-class _SMTPS(_FastData, smtplib.SMTP_SSL):
-    pass
-
-
 class SMTPTransport:
     name = "smtp"
     personalises = False
@@ -88,9 +68,10 @@ class SMTPTransport:
         where = f"smtp: {self.host}:{self.port}"
         try:
             if self.implicit_tls:
-                conn: smtplib.SMTP = _SMTPS(self.host, self.port, timeout=self.timeout, context=self.tls_context)
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                                      context=self.tls_context)
             else:
-                conn = _SMTP(self.host, self.port, timeout=self.timeout)
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             conn.ehlo()
             if self.starttls:
                 conn.starttls(context=self.tls_context)
@@ -119,27 +100,54 @@ class SMTPTransport:
                 pass
             self._conn = None
 
+    def _reset(self, conn: smtplib.SMTP) -> None:
+        try:
+            conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _transaction(self, conn: smtplib.SMTP, envelope: Envelope) -> Result:
+        """MAIL, RCPT, DATA and the message; the three commands in one write when the server
+        offers PIPELINING (RFC 2920), which saves two round trips a message. Addresses go as
+        given (bare, from the store), without smtplib's address parsing on every command."""
+        commands = [f"MAIL FROM:<{envelope.sender}>\r\n".encode(), f"RCPT TO:<{envelope.recipient}>\r\n".encode(),
+                    b"DATA\r\n"]
+        stages = [("MAIL FROM for", (250,)), ("RCPT", (250, 251)), ("DATA for", (354,))]
+        pipelining = conn.does_esmtp and conn.has_extn("pipelining")
+        if pipelining:
+            conn.send(b"".join(commands))
+        for i, (command, (stage, accepted)) in enumerate(zip(commands, stages)):
+            if not pipelining:
+                conn.send(command)
+            code, reply = conn.getreply()
+            if code == 421:
+                self._drop()
+                return _refusal(envelope, code, reply, stage)
+            if code not in accepted:
+                if pipelining:
+                    # The commands already sent still get their answers; a DATA the server took
+                    # anyway is ended empty, which it refuses for want of a recipient.
+                    for _ in range(len(commands) - i - 1):
+                        if conn.getreply()[0] == 354:
+                            conn.send(b".\r\n")
+                            conn.getreply()
+                self._reset(conn)
+                return _refusal(envelope, code, reply, stage)
+        conn.send(dot_stuff(envelope.message))
+        code, reply = conn.getreply()
+        if code != 250:
+            if code == 421:
+                self._drop()
+            return _refusal(envelope, code, reply, "DATA for")
+        return Result(envelope.key, envelope.recipient)
+
     def _send_one(self, envelope: Envelope) -> Result:
         # A server may close an idle or long-used connection at any time: reconnect once.
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._connect()
             try:
-                self._conn.sendmail(envelope.sender, [envelope.recipient], envelope.message)
-                return Result(envelope.key, envelope.recipient)
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, message = exc.recipients.get(envelope.recipient, (451, b"refused"))
-                if code == 421:
-                    self._drop()
-                return _refusal(envelope, code, message, "RCPT")
-            except smtplib.SMTPSenderRefused as exc:
-                if exc.smtp_code == 421:
-                    self._drop()
-                return _refusal(envelope, exc.smtp_code, exc.smtp_error, "MAIL FROM for")
-            except smtplib.SMTPDataError as exc:
-                if exc.smtp_code == 421:
-                    self._drop()
-                return _refusal(envelope, exc.smtp_code, exc.smtp_error, "DATA for")
+                return self._transaction(self._conn, envelope)
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 self._drop()
                 if attempt == 2:

@@ -30,6 +30,7 @@ class Behaviour:
     refuse: dict[str, tuple[str, int]] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering DATA (a slow server)
     drop_every: int = 0  # close the connection, unanswered, at every Nth MAIL FROM
+    pipelining: bool = True  # offer PIPELINING (RFC 2920) in the EHLO answer
 
 
 class Recorder:
@@ -43,6 +44,12 @@ class Recorder:
         self.mails = 0
         self.drops = 0
         self.lock = threading.Lock()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        if self.behaviour.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
         with self.lock:
