@@ -158,8 +158,12 @@ class _Worker:
         self.transport: Transport = open_transport(self.config)
         self.template = provider_template(self.factory) if self.transport.personalises else None
         self.limit = min(self.config.transport.batch_size, self.transport.batch_limit)
-        # The claim lease: longer than any batch can take with the transport's timeouts.
-        self.lease = timedelta(seconds=self.config.transport.timeout_seconds * (self.limit + 2))
+        # The claim lease: longer than a live worker can hold a batch: every call of it may wait a
+        # full timeout (SMTP: one per message; providers: one call), plus the rate limit's wait.
+        t = self.config.transport
+        calls = 1 if self.transport.personalises else self.limit
+        rate_wait = self.limit / t.rate_per_second if t.rate_per_second else 0.0
+        self.lease = timedelta(seconds=t.timeout_seconds * (calls + 2) + rate_wait)
 
     def envelope(self, c: Claimed) -> Envelope:
         r = c.recipient
