@@ -108,3 +108,41 @@ def test_wrong_password_pauses_the_mailing_and_fails_nobody(tmp_path: Path, sqli
     assert "login as 'sender' refused" in summary.paused_reason
     assert set(states(engine, mailing_id).values()) == {"pending"}
     assert server.recorder.messages == []
+
+
+def test_a_4xx_that_outlasts_the_retries_is_a_soft_bounce_until_the_limit_suppresses(
+        tmp_path: Path, engine: sa.Engine, store_url: str) -> None:
+    from newsletter.send.ledger import create_deliveries
+    from newsletter.subscribers import audience
+
+    behaviour = Behaviour(refuse={"full@example.net": ("452 4.2.2 mailbox full", 0)})
+    addresses = ["full@example.net"] + emails(3)
+    s = schema.subscribers
+    with SMTPServer(behaviour) as server:
+        config, _ = send_config(tmp_path, store_url, kind="smtp", port=server.port, connections=1, retries=1,
+                                soft_bounce_limit=2, failure_min=100)
+        first = make_mailing(config, engine, addresses)
+        send_mailing(config, engine, first, worker="test")
+        with engine.connect() as conn:
+            after_one = conn.execute(sa.select(s.c.status, s.c.soft_bounces).where(s.c.email == "full@example.net")).one()
+        # The next day's mailing: the same refusal, past the retries again, reaches the limit.
+        row = mailing(engine, first)
+        with engine.begin() as conn:
+            second = conn.execute(schema.mailings.insert().values(
+                edition="daily-en", slot="2026-03-03T12:00:00+00:00", language="en", status="sending",
+                subject="Port corruption, again", preheader="", brief_ids=[2], cutoff=row.cutoff, html=row.html,
+                text=row.text, content_hash="c0ffee", created_at=row.created_at,
+            )).inserted_primary_key[0]
+            create_deliveries(conn, second, audience(conn, config.edition("daily-en"), []))
+        send_mailing(config, engine, second, worker="test")
+    assert states(engine, first)["full@example.net"] == "failed"
+    assert after_one == ("active", 1)
+    assert states(engine, second)["full@example.net"] == "failed"
+    assert "gave up after 2 attempts" in delivery(engine, second, "full@example.net").last_error
+    with engine.connect() as conn:
+        status = conn.scalar(sa.select(s.c.status).where(s.c.email == "full@example.net"))
+        reason = conn.scalar(sa.select(schema.suppressions.c.reason)
+                             .where(schema.suppressions.c.email == "full@example.net"))
+        others = conn.execute(sa.select(s.c.soft_bounces).where(s.c.email != "full@example.net")).scalars().all()
+    assert (status, reason) == ("bounced", "soft_bounce_limit")
+    assert others == [0, 0, 0]

@@ -227,8 +227,11 @@ class _Worker:
         with self.engine.begin() as conn:
             ledger.record(conn, outcomes, now)
             for c, r in failed:
-                if r.hard_bounce:
-                    record_bounce(conn, c.recipient.email, "hard", self.transport.name, str(r.error),
+                # A hard bounce suppresses at once; a temporary error that outlasted every retry
+                # counts as a soft bounce, so soft_bounce_limit holds for SMTP as for webhooks.
+                kind = "hard" if r.hard_bounce else "soft" if not r.error.permanent else None
+                if kind:
+                    record_bounce(conn, c.recipient.email, kind, self.transport.name, str(r.error),
                                   self.config.transport.soft_bounce_limit)
             if failed:
                 reason = failure_reason(self.config, ledger.count(conn, self.spec.mailing_id), str(failed[-1][1].error))
