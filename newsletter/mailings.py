@@ -25,14 +25,19 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
-def describe(conn: sa.Connection, rows: Sequence[sa.Row]) -> list[dict[str, Any]]:
-    """Mailing rows as operators see them: status, why paused, and delivery counts by state."""
+def describe(conn: sa.Connection, rows: Sequence[sa.Row], *,
+             ids: sa.Select[tuple[int]] | None = None) -> list[dict[str, Any]]:
+    """Mailing rows as operators see them: status, why paused, and delivery counts by state.
+
+    The counts come from one grouped query over the `(mailing_id, state)` index; `ids`, the
+    query that chose the rows, stands in for a list of their ids, however many there are.
+    """
     counts: dict[int, dict[str, int]] = {}
     if rows:
         d = schema.deliveries
         query = (
             sa.select(d.c.mailing_id, d.c.state, sa.func.count())
-            .where(d.c.mailing_id.in_([r.id for r in rows]))
+            .where(d.c.mailing_id.in_([r.id for r in rows] if ids is None else ids))
             .group_by(d.c.mailing_id, d.c.state)
         )
         for mailing_id, state, n in conn.execute(query):
@@ -56,9 +61,11 @@ def describe(conn: sa.Connection, rows: Sequence[sa.Row]) -> list[dict[str, Any]
     ]
 
 
-def recent(conn: sa.Connection, limit: int = 20) -> list[dict[str, Any]]:
+def recent(conn: sa.Connection, limit: int | None = 20) -> list[dict[str, Any]]:
+    """The newest `limit` mailings (every one when None), newest first, with their counts."""
     m = schema.mailings
-    return describe(conn, conn.execute(sa.select(m).order_by(m.c.id.desc()).limit(limit)).all())
+    rows = conn.execute(sa.select(m).order_by(m.c.id.desc()).limit(limit)).all()
+    return describe(conn, rows, ids=sa.select(m.c.id).order_by(m.c.id.desc()).limit(limit))
 
 
 def get(conn: sa.Connection, mailing_id: int) -> dict[str, Any]:

@@ -21,7 +21,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def gather(config: Config, engine: sa.Engine, *, mailing_limit: int = 20) -> dict[str, Any]:
+def gather(config: Config, engine: sa.Engine, *, mailing_limit: int | None = None) -> dict[str, Any]:
+    """The snapshot; `mailings` holds every mailing, newest first, or the newest `mailing_limit`."""
     now = utcnow()
     with engine.connect() as conn:
         source_rows = {r.name: r for r in conn.execute(sa.select(schema.sources))}

@@ -191,3 +191,46 @@ def test_send_makes_the_mailing_when_there_is_news_and_says_so_when_there_is_non
     with engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(schema.mailings)) == 1
     engine.dispose()
+
+
+def table_ids(config: Path, *args: str) -> list[str]:
+    """The ids in the first column of `newsletter status`'s mailings table, top to bottom."""
+    proc = run_cli("status", *args, config=config, env={**ENV, "COLUMNS": "200"}, check=True)
+    mailings_table = proc.stdout.split("Mailings", 1)[1]
+    cells = [line.split("│") for line in mailings_table.splitlines() if line.count("│") > 5]
+    return [c[1].strip() for c in cells if c[1].strip().isdigit()]
+
+
+def test_status_shows_every_mailing_with_its_counts_and_limit_keeps_the_newest(tmp_path: Path,
+                                                                             sqlite_url: str) -> None:
+    config, path = send_config(tmp_path, sqlite_url)
+    engine = open_store(sqlite_url)
+    first = make_mailing(config, engine, emails(3))
+    row = mailing(engine, first)
+    d = schema.deliveries
+    with engine.begin() as conn:
+        subscriber_ids = conn.execute(sa.select(schema.subscribers.c.id, schema.subscribers.c.email)).all()
+        for day in range(1, 25):  # 25 mailings in all, more than the 20 status used to show
+            mailing_id = conn.execute(schema.mailings.insert().values(
+                edition="daily-en", slot=f"2026-04-{day:02d}T12:00:00+00:00", language="en", status="done",
+                subject=row.subject, preheader="", brief_ids=[day], cutoff=row.cutoff, html=row.html, text=row.text,
+                content_hash="c0ffee", created_at=row.created_at,
+            )).inserted_primary_key[0]
+            conn.execute(d.insert(), [
+                {"mailing_id": mailing_id, "subscriber_id": sid, "email": email, "attempts": 1,
+                 "state": "failed" if i < day % 3 else "sent"}
+                for i, (sid, email) in enumerate(subscriber_ids)])
+    code, report = run_json("status", config=path, env=ENV)
+    assert code == 0
+    listed = report["mailings"]
+    assert [m["id"] for m in listed] == list(range(first + 24, first - 1, -1))
+    assert listed[-1]["deliveries"] == {"pending": 3, "sending": 0, "sent": 0, "failed": 0, "suppressed": 0}
+    by_slot = {m["slot"]: m["deliveries"] for m in listed}
+    assert by_slot["2026-04-05T12:00:00+00:00"]["failed"] == 2 and by_slot["2026-04-05T12:00:00+00:00"]["sent"] == 1
+    assert table_ids(path) == [str(m["id"]) for m in listed]
+    code, newest = run_json("status", "--limit", "3", config=path, env=ENV)
+    assert code == 0 and [m["id"] for m in newest["mailings"]] == [first + 24, first + 23, first + 22]
+    assert table_ids(path, "--limit", "3") == [str(first + 24), str(first + 23), str(first + 22)]
+    refused = run_cli("status", "--limit", "0", config=path, env=ENV)
+    assert refused.returncode != 0 and "1 or more" in refused.stderr
+    engine.dispose()

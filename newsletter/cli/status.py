@@ -12,8 +12,20 @@ from newsletter.cli.context import Context
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("status", help="show sources, editions, mailings and their counts")
+    parser.add_argument("--limit", type=_positive, metavar="N",
+                        help="show only the newest N mailings (default: every mailing)")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.set_defaults(handler=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of mailings, 1 or more, not {text!r}")
+    return value
 
 
 def _minute(iso: str | None) -> str:
@@ -22,7 +34,7 @@ def _minute(iso: str | None) -> str:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    report = status.gather(ctx.config, ctx.engine)
+    report = status.gather(ctx.config, ctx.engine, mailing_limit=args.limit)
     if args.json:
         ctx.print_json(report)
         return 0
