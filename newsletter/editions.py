@@ -25,7 +25,7 @@ from newsletter import locks
 from newsletter.briefs import Brief
 from newsletter.config import Config, EditionConfig
 from newsletter.countries import Countries
-from newsletter.digest import render_mailing
+from newsletter.digest import MailingContent, render_mailing
 from newsletter.errors import LockedError
 from newsletter.locks import Lease, owner_id
 from newsletter.send.ledger import create_deliveries
@@ -194,6 +194,21 @@ def prepare_mailing(config: Config, engine: sa.Engine, edition_name: str, *, slo
     log.info("mailing created", extra={**fields, "mailing_id": mailing_id, "briefs": len(selection.briefs),
                                        "deliveries": deliveries, "waiting": selection.waiting})
     return mailing_id
+
+
+def draft(conn: sa.Connection, config: Config, edition: EditionConfig, now: datetime) -> MailingContent | None:
+    """The mailing `prepare_mailing` would create now, rendered but stored nowhere; None when
+    there is no news. It carries the id it would most likely get, so its links look real."""
+    selection = select(conn, edition, after=window_start(conn, edition, now), until=now)
+    if len(selection.briefs) < edition.min_items:
+        return None
+    mailing_id = (conn.execute(sa.select(sa.func.max(schema.mailings.c.id))).scalar_one() or 0) + 1
+    rendered = render_mailing(config, edition, selection.briefs, mailing_id=mailing_id, created_at=now)
+    return MailingContent(
+        id=mailing_id, edition=edition.name, language=edition.language, subject=rendered.subject,
+        preheader=rendered.preheader, html=rendered.html, text=rendered.text, content_hash=rendered.content_hash,
+        created_at=now, brief_ids=tuple(b.id for b in selection.briefs if b.id is not None),
+    )
 
 
 def waiting(conn: sa.Connection, edition: EditionConfig, now: datetime | None = None) -> int:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from email import message_from_bytes
 from pathlib import Path
 
@@ -233,4 +234,38 @@ def test_status_shows_every_mailing_with_its_counts_and_limit_keeps_the_newest(t
     assert table_ids(path, "--limit", "3") == [str(first + 24), str(first + 23), str(first + 22)]
     refused = run_cli("status", "--limit", "0", config=path, env=ENV)
     assert refused.returncode != 0 and "1 or more" in refused.stderr
+    engine.dispose()
+
+
+def test_to_before_any_mailing_sends_a_draft_of_the_next_one_and_stores_nothing(tmp_path: Path,
+                                                                                sqlite_url: str) -> None:
+    config, path = send_config(tmp_path, sqlite_url)
+    outbox = tmp_path / "outbox"
+    nothing = run_cli("send", "daily-en", "--to", "editor@example.org", config=path, env=ENV)
+    assert nothing.returncode == 0, nothing.stderr
+    assert "no mailing yet and no new briefs" in nothing.stdout and "nothing sent" in nothing.stdout
+    assert not outbox.exists() or not list(outbox.iterdir())
+    engine = open_store(sqlite_url)
+    add_subscribers(engine, emails(2))
+    add_brief(engine, "archive-raid", seen=utcnow() - timedelta(days=30))  # before the first mailing's lookback
+    add_brief(engine, "port-raid", seen=utcnow())
+    code, rendered = run_json("send", "daily-en", "--to", "editor@example.org", "--dry-run", config=path, env=ENV)
+    assert code == 0 and rendered["draft"] and rendered["sent"] == 0 and rendered["bytes"] > 1000
+    assert not outbox.exists() or not list(outbox.iterdir())
+    code, sent = run_json("send", "daily-en", "--to", "editor@example.org", config=path, env=ENV)
+    assert code == 0 and sent["draft"] and sent["mailing_id"] is None and sent["briefs"] == 1 and sent["sent"] == 1
+    (eml,) = outbox.iterdir()
+    message = message_from_bytes(eml.read_bytes())
+    body = message.get_payload()[0].get_payload(decode=True).decode()
+    assert message["To"] == "editor@example.org" and message["Subject"] == sent["subject"]
+    assert "Brief port-raid" in body and "Brief archive-raid" not in body
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(schema.mailings)) == 0
+        assert conn.scalar(sa.select(sa.func.count()).select_from(schema.deliveries)) == 0
+        assert conn.scalar(sa.select(sa.func.count()).select_from(schema.schedule_slots)) == 0
+    eml.unlink()
+    # The real send then makes the mailing the test showed.
+    code, summary = run_json("send", "daily-en", config=path, env=ENV)
+    assert code == 0 and summary["sent"] == 2
+    assert mailing(engine, summary["mailing_id"]).subject == sent["subject"]
     engine.dispose()

@@ -124,7 +124,8 @@ def test_a_4xx_that_outlasts_the_retries_is_a_soft_bounce_until_the_limit_suppre
         first = make_mailing(config, engine, addresses)
         send_mailing(config, engine, first, worker="test")
         with engine.connect() as conn:
-            after_one = conn.execute(sa.select(s.c.status, s.c.soft_bounces).where(s.c.email == "full@example.net")).one()
+            after_one = conn.execute(sa.select(s.c.status, s.c.soft_bounces)
+                                     .where(s.c.email == "full@example.net")).one()
         # The next day's mailing: the same refusal, past the retries again, reaches the limit.
         row = mailing(engine, first)
         with engine.begin() as conn:

@@ -10,7 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from newsletter import editions
 from newsletter.cli.context import Context
+from newsletter.digest import MailingContent, MessageFactory
 from newsletter.errors import NewsletterError
+from newsletter.recipients import Recipient
 from newsletter.send import ledger
 from newsletter.send.dispatch import SendSummary, send_mailing, send_test
 from newsletter.store import schema, utcnow
@@ -22,8 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("send", help="send an edition now: create its mailing if there is news, or carry on an unfinished one")
     parser.add_argument("edition", metavar="EDITION", help="the edition's name in the config")
     parser.add_argument("--resume", action="store_true", help="only carry on the edition's unfinished (or paused) mailing")
-    parser.add_argument("--dry-run", action="store_true", help="render and count the remaining copies; send and record nothing")
-    parser.add_argument("--to", metavar="EMAIL", help="send the newest mailing to this one address as a test, recording nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="render and count the remaining copies (with --to: render that one copy); send and record nothing")
+    parser.add_argument("--to", metavar="EMAIL",
+                        help="send the edition's unfinished or newest mailing (none yet: a draft of the next) to this one "
+                             "address as a test, recording nothing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(handler=run)
 
@@ -109,13 +114,27 @@ def _describe(edition: str, s: SendSummary) -> str:
 
 
 def _send_to(ctx: Context, args: argparse.Namespace) -> int:
+    """The edition's unfinished (else newest) mailing, or when it has none yet a draft of the one
+    sending now would create, to one address; nothing is stored, not even the draft."""
+    edition = ctx.config.edition(args.edition)
+    now = utcnow()
     with ctx.engine.connect() as conn:
-        mailing = _newest(conn, args.edition)
+        row = _unfinished(conn, edition.name) or _newest(conn, edition.name)
+        mailing = MailingContent.from_row(row) if row else editions.draft(conn, ctx.config, edition, now)
     if mailing is None:
-        raise NewsletterError(f"edition {args.edition!r} has no mailing yet to send as a test; "
-                              f"`newsletter preview {args.edition}` shows what the next one would be")
-    result = send_test(ctx.config, ctx.engine, mailing.id, args.to)
-    _report(ctx, args, {"edition": args.edition, "mailing_id": mailing.id, "to": args.to, "sent": 1,
-                        "provider_message_id": result.provider_message_id},
-            f"{args.edition}: mailing {mailing.id} sent to {args.to} as a test (not recorded in the ledger)")
+        _report(ctx, args, {"edition": edition.name, "mailing_id": None, "to": args.to, "sent": 0},
+                f"{edition.name}: no mailing yet and no new briefs for one; nothing sent to {args.to}")
+        return 0
+    briefs = len(mailing.brief_ids)
+    what = f"mailing {mailing.id}" if row else f"a draft of the next mailing ({briefs} briefs, not stored)"
+    data = {"edition": edition.name, "mailing_id": row.id if row else None, "draft": row is None,
+            "briefs": briefs, "subject": mailing.subject, "to": args.to}
+    if args.dry_run:
+        size = len(MessageFactory(ctx.config, mailing).build(Recipient(None, args.to)))
+        _report(ctx, args, {**data, "dry_run": True, "bytes": size, "sent": 0},
+                f"{edition.name}: {what} rendered for {args.to} ({size} bytes, {mailing.subject!r}); nothing sent")
+        return 0
+    result = send_test(ctx.config, mailing, args.to)
+    _report(ctx, args, {**data, "sent": 1, "provider_message_id": result.provider_message_id},
+            f"{edition.name}: {what} sent to {args.to} as a test (not recorded in the ledger)")
     return 0

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 import sqlalchemy as sa
 
 from newsletter.config import Config
-from newsletter.digest import MessageFactory, placeholders
+from newsletter.digest import MailingContent, MessageFactory, placeholders
 from newsletter.errors import NewsletterError, StoreError, TransportError
 from newsletter.recipients import Recipient
 from newsletter.send import ledger
@@ -433,11 +433,10 @@ def _dry_run(config: Config, engine: sa.Engine, mailing_id: int, started: float)
     return summary
 
 
-def send_test(config: Config, engine: sa.Engine, mailing_id: int, email: str) -> Result:
-    """Send one copy of a mailing to `email` as a test; the ledger does not record it."""
-    with engine.connect() as conn:
-        row = _mailing(conn, mailing_id)
-    message_factory = MessageFactory(config, row)
+def send_test(config: Config, mailing: MailingContent, email: str) -> Result:
+    """Send one copy of a mailing (stored, or a draft) to `email` as a test; the ledger does not record it."""
+    mailing_id = mailing.id
+    message_factory = MessageFactory(config, mailing)
     recipient = Recipient(None, email)
     transport = open_transport(config)
     try:
