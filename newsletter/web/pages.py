@@ -153,14 +153,51 @@ class Pages:
     def csrf_valid(self, request: Request, form: FormData) -> bool:
         return csrf_ok(self.key, request.cookies.get(CSRF_COOKIE), str(form.get(CSRF_FIELD, "")))
 
-    def subscriber_from(self, request: Request, purpose: str) -> tuple[sa.Row | None, str | None]:
-        """The subscriber a link's token names; (None, reason) for a bad token (an erased one: (None, None))."""
+    def token_id(self, request: Request, purpose: str) -> tuple[int | None, str | None]:
+        """The subscriber id a link's token names, or (None, the message key that says why it is bad)."""
         try:
-            subscriber_id = tokens.read(self.key, purpose, request.path_params["token"])
+            return tokens.read(self.key, purpose, request.path_params["token"]), None
         except tokens.TokenError as exc:
             return None, "expired_link" if "expired" in str(exc) else "bad_link"
+
+    def subscriber_from(self, request: Request, purpose: str) -> tuple[sa.Row | None, str | None]:
+        """The subscriber a link's token names; (None, reason) for a bad token (an erased one: (None, None))."""
+        subscriber_id, reason = self.token_id(request, purpose)
+        if subscriber_id is None:
+            return None, reason
         with self.engine.connect() as conn:
             return registry.get(conn, subscriber_id), None
+
+    async def posted(self, request: Request, purpose: str) -> tuple[FormData, int] | Response:
+        """A POST's form and the subscriber id its link names, or the page that answers a bad form or link."""
+        try:
+            form = await self.form(request)
+        except BadForm:
+            return self.bad_form(request, self.lang(request))
+        subscriber_id, reason = self.token_id(request, purpose)
+        if subscriber_id is None:
+            return self.bad_link(request, reason or "bad_link")
+        return form, subscriber_id
+
+    async def posted_change(self, request: Request, purpose: str) -> tuple[FormData, sa.Row, str] | Response:
+        """What a CSRF-checked POST on a known subscriber needs: the form, the subscriber and the page
+        language (theirs unless the link asks for another), or the page that answers why not."""
+        posted = await self.posted(request, purpose)
+        if isinstance(posted, Response):
+            return posted
+        form, subscriber_id = posted
+
+        def get() -> sa.Row | None:
+            with self.engine.connect() as conn:
+                return registry.get(conn, subscriber_id)
+
+        row = await run_in_threadpool(get)
+        if row is None:
+            return self.bad_link(request, "bad_link")
+        lang = self.lang(request, row.language)
+        if not self.csrf_valid(request, form):
+            return self.csrf_failed(request, lang)
+        return form, row, lang
 
     def bad_link(self, request: Request, reason: str) -> HTMLResponse:
         lang = self.lang(request)
@@ -253,15 +290,11 @@ class Pages:
                            links=[(f"/preferences/{preferences}?lang={lang}", words["preferences_link"])])
 
     async def confirm(self, request: Request) -> Response:
+        posted = await self.posted(request, "confirm")
+        if isinstance(posted, Response):
+            return posted
+        form, subscriber_id = posted
         lang = self.lang(request)
-        try:
-            form = await self.form(request)
-        except BadForm:
-            return self.bad_form(request, lang)
-        try:
-            subscriber_id = tokens.read(self.key, "confirm", request.path_params["token"])
-        except tokens.TokenError as exc:
-            return self.bad_link(request, "expired_link" if "expired" in str(exc) else "bad_link")
         if not self.csrf_valid(request, form):
             return self.csrf_failed(request, lang)
 
@@ -312,17 +345,10 @@ class Pages:
         return await run_in_threadpool(self.preferences_view, request, row, lang)
 
     async def save_preferences(self, request: Request) -> Response:
-        lang = self.lang(request)
-        try:
-            form = await self.form(request)
-        except BadForm:
-            return self.bad_form(request, lang)
-        row, reason = await run_in_threadpool(self.subscriber_from, request, "preferences")
-        if reason or row is None:
-            return self.bad_link(request, reason or "bad_link")
-        lang = self.lang(request, row.language)
-        if not self.csrf_valid(request, form):
-            return self.csrf_failed(request, lang)
+        posted = await self.posted_change(request, "preferences")
+        if isinstance(posted, Response):
+            return posted
+        form, row, lang = posted
         shown = {"name": str(form.get("name", ""))[:200], "language": str(form.get("language", "")),
                  "editions": [str(v) for v in form.getlist("editions")],
                  "countries": [str(v) for v in form.getlist("countries")]}
@@ -365,15 +391,10 @@ class Pages:
 
     async def unsubscribe(self, request: Request) -> Response:
         """The page's button and RFC 8058 one-click: 200 with a page, never a redirect."""
-        lang = self.lang(request)
-        try:
-            form = await self.form(request)
-        except BadForm:
-            return self.bad_form(request, lang)
-        try:
-            subscriber_id = tokens.read(self.key, "unsubscribe", request.path_params["token"])
-        except tokens.TokenError as exc:
-            return self.bad_link(request, "expired_link" if "expired" in str(exc) else "bad_link")
+        posted = await self.posted(request, "unsubscribe")
+        if isinstance(posted, Response):
+            return posted
+        form, subscriber_id = posted
         how = "page" if form.get("via") == "page" else "one-click"
 
         def work() -> sa.Row | None:
@@ -408,17 +429,10 @@ class Pages:
                            danger=True, links=[(request.url.path + "?format=json", words["download_button"])])
 
     async def erase(self, request: Request) -> Response:
-        lang = self.lang(request)
-        try:
-            form = await self.form(request)
-        except BadForm:
-            return self.bad_form(request, lang)
-        row, reason = await run_in_threadpool(self.subscriber_from, request, "data")
-        if reason or row is None:
-            return self.bad_link(request, reason or "bad_link")
-        lang = self.lang(request, row.language)
-        if not self.csrf_valid(request, form):
-            return self.csrf_failed(request, lang)
+        posted = await self.posted_change(request, "data")
+        if isinstance(posted, Response):
+            return posted
+        _, row, lang = posted
 
         def work() -> None:
             with self.engine.begin() as conn:
