@@ -18,66 +18,36 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import sample  # noqa: E402
 from newsletter.briefs import Brief  # noqa: E402
-from newsletter.config import Config, load  # noqa: E402
+from newsletter.config import Config  # noqa: E402
 from newsletter.digest import MailingContent, MessageFactory, render_mailing  # noqa: E402
 from newsletter.recipients import Recipient  # noqa: E402
 
-CREATED = datetime(2026, 3, 5, 12, 0, tzinfo=timezone.utc)
-COUNTRIES = ["colombia", "mexico", "venezuela", "ecuador", "honduras", "guatemala", "peru", "brazil"]
 PARAGRAPH = (
     "Authorities in {place} seized a large shipment of cocaine hidden among fruit bound for a European "
     "port, and prosecutors said customs officials had helped the network move earlier loads through the "
     "same private terminal. Investigators arrested {n} people in raids in two cities on Tuesday. "
 )
-CONFIG = """
-[publication]
-name = "InSight Crime"
-site_url = "https://insightcrime.org"
-public_url = "https://newsletter.example.org"
-sender = "InSight Crime <newsletter@example.org>"
-postal_address = "1 Example Street, Washington, DC"
-donate_url = "https://insightcrime.org/donate/"
-donate_params = {{ utm_source = "newsletter", utm_medium = "email" }}
-unsubscribe_mailto = "unsubscribe@example.org"
-feedback_id_sender = "insightcrime"
-
-[store]
-url = "sqlite:///{folder}/store.sqlite3"
-
-[[editions]]
-name = "daily-en"
-language = "en"
-title = "InSight Crime Daily"
-timezone = "America/Bogota"
-{dkim}
-"""
 
 
 def brief(i: int) -> Brief:
-    place = COUNTRIES[i % len(COUNTRIES)].title()
-    published = CREATED - timedelta(hours=i)
-    return Brief(
-        id=i, source="bench", key=str(i), url=f"https://insightcrime.org/news/brief-{i}/",
-        title=f"Port corruption keeps cocaine moving through {place} despite record seizure {i}",
-        published_at=published, modified_at=published, language="en", authors=("Ana Ruiz", "Ben Ode"),
-        countries=(COUNTRIES[i % len(COUNTRIES)],),
-        lede="".join(f"<p>{PARAGRAPH.format(place=place, n=i + k)}</p>" for k in range(2)),
-        analysis="".join(f"<p>{PARAGRAPH.format(place=place, n=i + k)}</p>" for k in range(6)),
-    )
+    return sample.brief(i, PARAGRAPH, 6)
 
 
 def config(folder: Path, dkim_key: Path | None) -> Config:
     dkim = f'[dkim]\nselector = "mail"\ndomain = "example.org"\nprivate_key_path = "{dkim_key}"\n' if dkim_key else ""
-    path = folder / ("dkim.toml" if dkim_key else "config.toml")
-    path.write_text(CONFIG.format(folder=folder, dkim=dkim), encoding="utf-8")
-    return load(path)
+    return sample.write_config(
+        folder / ("dkim.toml" if dkim_key else "config.toml"),
+        publication='donate_params = { utm_source = "newsletter", utm_medium = "email" }\n'
+                    'feedback_id_sender = "insightcrime"\n',
+        edition='timezone = "America/Bogota"\n', tables=dkim,
+    )
 
 
 def render(cfg: Config, count: int, rounds: int) -> tuple[MailingContent, float]:
@@ -86,9 +56,9 @@ def render(cfg: Config, count: int, rounds: int) -> tuple[MailingContent, float]
     times = []
     for _ in range(rounds):
         started = time.process_time()
-        r = render_mailing(cfg, edition, items, mailing_id=1, created_at=CREATED)
+        r = render_mailing(cfg, edition, items, mailing_id=1, created_at=sample.CREATED)
         times.append(time.process_time() - started)
-    content = MailingContent(1, "daily-en", "en", r.subject, r.preheader, r.html, r.text, r.content_hash, CREATED)
+    content = MailingContent(1, "daily-en", "en", r.subject, r.preheader, r.html, r.text, r.content_hash, sample.CREATED)
     return content, statistics.median(times)
 
 

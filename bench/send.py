@@ -28,7 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from newsletter.briefs import Brief  # noqa: E402
+from bench import sample  # noqa: E402
 from newsletter.config import Config, load  # noqa: E402
 from newsletter.digest import MessageFactory, render_mailing  # noqa: E402
 from newsletter.recipients import Recipient  # noqa: E402
@@ -45,37 +44,13 @@ from newsletter.send import ledger  # noqa: E402
 from newsletter.send.dispatch import send_mailing  # noqa: E402
 from newsletter.store import open_store, schema  # noqa: E402
 
-CREATED = datetime(2026, 3, 5, 12, 0, tzinfo=timezone.utc)
 # Briefs in the benchmark mailing: with the digest's layout, 7 make a copy of about 40 KB.
 BRIEFS = 7
-COUNTRIES = ["colombia", "mexico", "venezuela", "ecuador", "honduras", "guatemala", "peru", "brazil"]
 PARAGRAPH = (
     "Prosecutors in {place} said a network of brokers had moved cocaine through a private port terminal "
     "for years, paying customs officers to wave containers through inspections; {n} people were arrested "
     "in raids on Tuesday and investigators seized records of payments to shell companies abroad. "
 )
-CONFIG = """
-[publication]
-name = "InSight Crime"
-site_url = "https://insightcrime.org"
-public_url = "https://newsletter.example.org"
-sender = "InSight Crime <newsletter@example.org>"
-postal_address = "1 Example Street, Washington, DC"
-donate_url = "https://insightcrime.org/donate/"
-unsubscribe_mailto = "unsubscribe@example.org"
-
-[store]
-url = "sqlite:///{folder}/store.sqlite3"
-
-[[editions]]
-name = "daily-en"
-language = "en"
-title = "InSight Crime Daily"
-max_items = 15
-
-[transport]
-{transport}
-"""
 
 
 def free_port() -> int:
@@ -84,29 +59,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def brief(i: int, paragraphs: int) -> Brief:
-    place = COUNTRIES[i % len(COUNTRIES)].title()
-    published = CREATED - timedelta(hours=i)
-    return Brief(
-        id=i, source="bench", key=str(i), url=f"https://insightcrime.org/news/brief-{i}/",
-        title=f"Port corruption keeps cocaine moving through {place} despite record seizure {i}",
-        published_at=published, modified_at=published, language="en", authors=("Ana Ruiz", "Ben Ode"),
-        countries=(COUNTRIES[i % len(COUNTRIES)],),
-        lede="".join(f"<p>{PARAGRAPH.format(place=place, n=i + k)}</p>" for k in range(2)),
-        analysis="".join(f"<p>{PARAGRAPH.format(place=place, n=i + k)}</p>" for k in range(paragraphs)),
-    )
-
-
 def write_config(folder: Path, transport: str) -> Config:
-    path = folder / "config.toml"
-    path.write_text(CONFIG.format(folder=folder, transport=transport), encoding="utf-8")
-    return load(path)
+    return sample.write_config(folder / "config.toml", edition="max_items = 15\n",
+                               tables=f"[transport]\n{transport}\n")
 
 
 def fill_store(config: Config, subscribers: int) -> tuple[sa.Engine, int, int]:
     """Subscribers, a rendered mailing of about 40 KB a copy, no deliveries yet; returns its size."""
     engine = open_store(config.store_url)
-    t0 = CREATED
+    t0 = sample.CREATED
     with engine.begin() as conn:
         for start in range(0, subscribers, 20_000):
             conn.execute(schema.subscribers.insert(), [
@@ -115,7 +76,7 @@ def fill_store(config: Config, subscribers: int) -> tuple[sa.Engine, int, int]:
                 for i in range(start, min(start + 20_000, subscribers))
             ])
     edition = config.edition("daily-en")
-    items = [brief(i, 1) for i in range(1, BRIEFS + 1)]
+    items = [sample.brief(i, PARAGRAPH, 1) for i in range(1, BRIEFS + 1)]
     rendered = render_mailing(config, edition, items, mailing_id=1, created_at=t0)
     with engine.begin() as conn:
         mailing_id = conn.execute(schema.mailings.insert().values(

@@ -1,0 +1,60 @@
+"""The benchmarks' sample publication: briefs of a known length and a one-edition config.
+
+bench/render.py and bench/send.py measure the same kind of mailing, so they build it from
+the same data; each script keeps its own paragraph text and extra config lines, which fix
+the sizes its figures are quoted for.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from newsletter.briefs import Brief
+from newsletter.config import Config, load
+
+CREATED = datetime(2026, 3, 5, 12, 0, tzinfo=timezone.utc)
+COUNTRIES = ["colombia", "mexico", "venezuela", "ecuador", "honduras", "guatemala", "peru", "brazil"]
+CONFIG = """
+[publication]
+name = "InSight Crime"
+site_url = "https://insightcrime.org"
+public_url = "https://newsletter.example.org"
+sender = "InSight Crime <newsletter@example.org>"
+postal_address = "1 Example Street, Washington, DC"
+donate_url = "https://insightcrime.org/donate/"
+unsubscribe_mailto = "unsubscribe@example.org"
+{publication}
+[store]
+url = "sqlite:///{folder}/store.sqlite3"
+
+[[editions]]
+name = "daily-en"
+language = "en"
+title = "InSight Crime Daily"
+{edition}
+{tables}
+"""
+
+
+def brief(i: int, paragraph: str, analysis_paragraphs: int) -> Brief:
+    """Brief `i`: two paragraphs of lede and `analysis_paragraphs` of analysis, each `paragraph`
+    (a format string with {place} and {n}) filled in for the brief's country."""
+    place = COUNTRIES[i % len(COUNTRIES)].title()
+    published = CREATED - timedelta(hours=i)
+    return Brief(
+        id=i, source="bench", key=str(i), url=f"https://insightcrime.org/news/brief-{i}/",
+        title=f"Port corruption keeps cocaine moving through {place} despite record seizure {i}",
+        published_at=published, modified_at=published, language="en", authors=("Ana Ruiz", "Ben Ode"),
+        countries=(COUNTRIES[i % len(COUNTRIES)],),
+        lede="".join(f"<p>{paragraph.format(place=place, n=i + k)}</p>" for k in range(2)),
+        analysis="".join(f"<p>{paragraph.format(place=place, n=i + k)}</p>" for k in range(analysis_paragraphs)),
+    )
+
+
+def write_config(path: Path, *, publication: str = "", edition: str = "", tables: str = "") -> Config:
+    """The sample config, with a store in `path`'s folder, written to `path` and loaded like the CLI does.
+    The extra TOML lines go into [publication], into the edition, and after it (whole tables)."""
+    path.write_text(CONFIG.format(folder=path.parent, publication=publication, edition=edition, tables=tables),
+                    encoding="utf-8")
+    return load(path)
