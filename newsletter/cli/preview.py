@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from newsletter import editions
 from newsletter.cli.context import Context
 from newsletter.config import Config, EditionConfig
-from newsletter.digest import MailingContent, MessageFactory, render_mailing
+from newsletter.digest import MailingContent, MessageFactory
 from newsletter.digest.i18n import messages
 from newsletter.errors import MailingError, NewsletterError, SubscriberError
 from newsletter.recipients import Recipient
@@ -82,22 +82,12 @@ def _existing(conn: sa.Connection, edition: EditionConfig, mailing_id: int) -> M
 
 
 def _next(conn: sa.Connection, config: Config, edition: EditionConfig) -> MailingContent:
-    """What the edition would send now: the briefs it would carry, rendered under the next mailing id."""
-    now = utcnow()
-    after = editions.window_start(conn, edition, now)
-    chosen = editions.select_briefs(conn, edition, after=after, until=now)
-    if not chosen:
+    """What the edition would send now, exactly as `send` would create it."""
+    content = editions.draft(conn, config, edition, utcnow())
+    if content is None:
         raise NewsletterError(
-            f"edition {edition.name!r} has no new briefs since {after:%Y-%m-%d %H:%M} UTC; "
-            "preview an existing mailing with --mailing ID")
-    # The id the mailing would most likely get, so its "view in browser" link looks real.
-    mailing_id = (conn.execute(sa.select(sa.func.max(schema.mailings.c.id))).scalar_one() or 0) + 1
-    rendered = render_mailing(config, edition, chosen, mailing_id=mailing_id, created_at=now)
-    return MailingContent(
-        id=mailing_id, edition=edition.name, language=edition.language, subject=rendered.subject,
-        preheader=rendered.preheader, html=rendered.html, text=rendered.text, content_hash=rendered.content_hash,
-        created_at=now, brief_ids=tuple(b.id for b in chosen if b.id is not None),
-    )
+            f"edition {edition.name!r} has no new briefs to send yet; preview an existing mailing with --mailing ID")
+    return content
 
 
 def _recipient(conn: sa.Connection, email: str | None, edition: EditionConfig) -> Recipient:
