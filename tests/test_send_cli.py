@@ -164,6 +164,11 @@ def test_to_sends_one_test_copy_and_records_nothing(tmp_path: Path, sqlite_url: 
     message = message_from_bytes(eml.read_bytes())
     assert message["To"] == "editor@example.org" and message["Subject"] == "Port corruption, today"
     assert set(states(engine, mailing_id).values()) == {"pending"}
+    bad = run_cli("send", "daily-en", "--to", "editor@@example", config=path, env=ENV)
+    assert bad.returncode != 0 and "--to: 'editor@@example' is not a valid email address" in bad.stderr
+    clash = run_cli("send", "daily-en", "--to", "editor@example.org", "--resume", config=path, env=ENV)
+    assert clash.returncode != 0 and "use one or the other" in clash.stderr
+    assert len(list((tmp_path / "outbox").iterdir())) == 1
     engine.dispose()
 
 

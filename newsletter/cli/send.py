@@ -11,11 +11,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from newsletter import editions
 from newsletter.cli.context import Context
 from newsletter.digest import MailingContent, MessageFactory
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, SubscriberError
 from newsletter.recipients import Recipient
 from newsletter.send import ledger
 from newsletter.send.dispatch import SendSummary, send_mailing, send_test
 from newsletter.store import schema, utcnow
+from newsletter.subscribers.address import normalise
 
 m = schema.mailings
 
@@ -117,6 +118,12 @@ def _send_to(ctx: Context, args: argparse.Namespace) -> int:
     """The edition's unfinished (else newest) mailing, or when it has none yet a draft of the one
     sending now would create, to one address; nothing is stored, not even the draft."""
     edition = ctx.config.edition(args.edition)
+    if args.resume:
+        raise NewsletterError("--to sends one test copy and --resume carries on a mailing: use one or the other")
+    try:
+        args.to = normalise(args.to)
+    except SubscriberError as exc:
+        raise NewsletterError(f"--to: {exc}") from exc
     now = utcnow()
     with ctx.engine.connect() as conn:
         row = _unfinished(conn, edition.name) or _newest(conn, edition.name)
