@@ -70,7 +70,7 @@ def test_bulk_sender_headers(cfg: Config) -> None:
     assert msg["Subject"] == "3 briefs: Mexico, Venezuela and Ecuador"
     assert msg["Date"].datetime is not None
     assert msg["List-Id"] == "Crime Briefs Daily <daily-en.news.example.org>"
-    assert msg["List-Archive"] == "<https://news.example.org/archive/42>"
+    assert msg["List-Archive"] == "<https://news.example.org/archive/daily-en/>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["Feedback-ID"] == "42:daily-en:digest:crimebriefs"
     https, mailto = [u.strip() for u in str(msg["List-Unsubscribe"]).split(",")]

@@ -99,7 +99,8 @@ class MessageFactory:
             "Subject": self.subject,
             "Date": format_datetime((now or datetime.now(timezone.utc)).astimezone(timezone.utc), usegmt=True),
             "List-Id": formataddr((title or self.mailing.edition, f"{self.mailing.edition}.{list_host}")),
-            "List-Archive": f"<{self._public_url}/archive/{self.mailing.id}>",
+            # RFC 2369: the list's archive, so the edition's listing rather than this one copy.
+            "List-Archive": f"<{self._public_url}/archive/{self.mailing.edition}/>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "Feedback-ID": f"{self.mailing.id}:{_FEEDBACK_UNSAFE.sub('-', self.mailing.edition)}:digest:{feedback_sender}",
         }

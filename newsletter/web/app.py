@@ -13,8 +13,9 @@ from newsletter.config import Config
 from newsletter.web.pages import Pages
 from newsletter.web.security import BodyTooLarge, Guard
 from newsletter.web.webhooks import Webhooks
-from newsletter.web import archive, feeds
+from newsletter.web import archive, archive_index, feed_list, feeds, home
 from newsletter.web.operator import OperatorApi
+from newsletter.web.public import Public
 
 
 async def health(request: Request) -> JSONResponse:
@@ -30,12 +31,16 @@ async def health(request: Request) -> JSONResponse:
 
 def create_app(config: Config, engine: sa.Engine) -> Starlette:
     pages = Pages(config, engine)
+    public = Public(config, engine)
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
+        *home.routes(public),
         *pages.routes(),
         Route("/webhooks/{provider}", Webhooks(config, engine).handle, methods=["POST"]),
+        *feed_list.routes(public),
         *feeds.routes(config, engine),
-        *archive.routes(config, engine),
+        *archive_index.routes(public),
+        *archive.routes(public),
         *OperatorApi(config, engine).routes(),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],

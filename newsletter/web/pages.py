@@ -25,15 +25,16 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from newsletter import briefs, tokens
+from newsletter import tokens
 from newsletter.config import Config
 from newsletter.errors import SubscriberError
 from newsletter.store import utcnow
 from newsletter.subscribers import registry
 from newsletter.subscribers.address import normalise
 from newsletter.subscribers.profile import Profile, Vocabulary
-from newsletter.web import confirmation
+from newsletter.web import choices, confirmation
 from newsletter.web.i18n import Messages, page_language, template_dirs
+from newsletter.web.public import language_feeds
 from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, RateLimit, csrf_ok, csrf_token, new_csrf_cookie
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -55,6 +56,9 @@ class Pages:
             loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(config)]),
             autoescape=jinja2.select_autoescape(["html"]),
         )
+        # Feed autodiscovery on every page (base.html), as on the public pages.
+        self.env.globals["alternates"] = ()
+        self.env.globals["language_feeds"] = lambda lang: language_feeds(config, lang)
 
     @cached_property
     def key(self) -> bytes:
@@ -91,8 +95,6 @@ class Pages:
         html = self.env.get_template(template).render(
             t=words, lang=lang, title=words[title_key], publication=self.config.publication, csrf=csrf,
             languages=[(code, self.messages.words(code)["language_name"]) for code in self.messages.languages],
-            newsletter_languages=[(code, self.messages.words(code)["language_name"])
-                                  for code in self.vocabulary.languages],
             **context,
         )
         response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
@@ -215,8 +217,8 @@ class Pages:
     async def subscribe_form(self, request: Request) -> Response:
         lang = self.lang(request)
         chosen = lang if lang in self.vocabulary.languages else self.vocabulary.default_language
-        return self.render(request, lang, "subscribe.html", "subscribe_title", error="", email="", name="",
-                           chosen_language=chosen)
+        offered = await run_in_threadpool(self.choices, lang, chosen, [], [])
+        return self.render(request, lang, "subscribe.html", "subscribe_title", error="", email="", name="", **offered)
 
     async def subscribe(self, request: Request) -> Response:
         lang = self.lang(request)
@@ -236,6 +238,10 @@ class Pages:
             newsletter_language = self.vocabulary.language(str(form.get("language", "")))
         except SubscriberError:
             newsletter_language = self.vocabulary.default_language
+        # The form hides the editions of the languages not chosen: a tick left there does not count.
+        editions = [str(v) for v in form.getlist("editions")
+                    if self.vocabulary.editions.get(str(v), newsletter_language) == newsletter_language][:50]
+        countries = [str(v) for v in form.getlist("countries")][:300]
         error = ""
         try:
             email = normalise(email_text)
@@ -243,10 +249,14 @@ class Pages:
             error = words["invalid_email"]
         if not error and form.get("consent") != "yes":
             error = words["consent_required"]
+        try:
+            profile = self.vocabulary.profile(name, newsletter_language, editions, countries)
+        except SubscriberError:
+            error = error or words["preferences_invalid"]
         if error:
+            offered = await run_in_threadpool(self.choices, lang, newsletter_language, editions, countries)
             return self.render(request, lang, "subscribe.html", "subscribe_title", status=400, error=error,
-                               email=email_text, name=name, chosen_language=newsletter_language)
-        profile = Profile(" ".join(name.split()), newsletter_language, (), ())
+                               email=email_text, name=name, **offered)
         mail_language = newsletter_language if newsletter_language in self.messages.languages else lang
         subscriber_id = await run_in_threadpool(self._request_subscription, request, email, profile,
                                                 self.messages.form_version(lang))
@@ -311,17 +321,13 @@ class Pages:
 
     # -- preferences ------------------------------------------------------------------------------
 
-    def _edition_choices(self) -> list[tuple[str, str]]:
-        names = {code: self.messages.words(code)["language_name"] for code in self.messages.languages}
-        return [(e.name, f"{e.title or e.name} ({names.get(e.language, e.language)})") for e in self.config.editions]
-
-    def _country_choices(self, lang: str, chosen: list[str]) -> list[tuple[str, str]]:
+    def choices(self, lang: str, language: str, editions: list[str], countries: list[str]) -> dict[str, Any]:
+        """What `_choices.html` shows: the offer in the page's language and what is ticked."""
         with self.engine.connect() as conn:
-            slugs = {slug for language in self.vocabulary.languages for slug in briefs.countries_in(conn, language)}
-        slugs |= {self.vocabulary.countries.match(c) or c for e in self.config.editions for c in e.countries}
-        slugs |= set(chosen)
-        names = [(slug, self.vocabulary.countries.name(slug, lang)) for slug in slugs]
-        return sorted(names, key=lambda item: item[1].casefold())
+            offered = choices.countries(self.config, conn, self.vocabulary, lang, countries)
+        return {"choice_languages": choices.languages(self.config, self.messages, self.vocabulary, lang),
+                "countries": offered, "chosen_language": language, "chosen_editions": editions,
+                "chosen_countries": countries}
 
     def preferences_view(self, request: Request, row: sa.Row, lang: str, *, status: int = 200, notice: str = "",
                          error: str = "", shown: dict[str, Any] | None = None) -> HTMLResponse:
@@ -332,8 +338,8 @@ class Pages:
         return self.render(
             request, lang, "preferences.html", "preferences_title", status=status, notice=notice, error=error,
             subscriber=subscriber, unsubscribed=row.status != "active" and row.status != "pending",
-            action=request.url.path + f"?lang={lang}", editions=self._edition_choices(),
-            countries=self._country_choices(lang, subscriber["countries"]),
+            action=request.url.path + f"?lang={lang}",
+            **self.choices(lang, subscriber["language"], subscriber["editions"], subscriber["countries"]),
             unsubscribe_url=f"/unsubscribe/{unsubscribe}?lang={lang}", data_url=f"/data/{data}?lang={lang}",
         )
 
