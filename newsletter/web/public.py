@@ -65,12 +65,19 @@ def language_feeds(config: Config, language: str) -> list[Alternate]:
 
 @dataclass(frozen=True)
 class Kept:
-    """A rendered page, cut around the CSRF mark when it holds the sign-up form."""
+    """A rendered page as bytes, cut around the CSRF mark when it holds the sign-up form."""
 
-    pieces: tuple[str, ...]
+    pieces: tuple[bytes, ...]
     digest: str
     modified: int  # whole seconds since the epoch
+    last_modified: str  # the same, as the header says it
     media_type: str = HTML_TYPE
+
+    @classmethod
+    def of(cls, page: str, modified: int, media_type: str) -> "Kept":
+        data = page.encode("utf-8")
+        return cls(tuple(data.split(CSRF_MARK.encode())), hashlib.sha256(data).hexdigest()[:32], modified,
+                   formatdate(modified, usegmt=True), media_type)
 
     @property
     def has_form(self) -> bool:
@@ -140,10 +147,8 @@ class Public:
             html = await run_in_threadpool(build)
             if html is None:
                 return self.not_found(request)
-            pieces = tuple(html.split(CSRF_MARK))
             modified = int(max(state.changed_at.timestamp(), self.started))
-            kept = (state.signature, Kept(pieces, hashlib.sha256(html.encode()).hexdigest()[:32], modified,
-                                               media_type))
+            kept = (state.signature, Kept.of(html, modified, media_type))
             with self._lock:
                 if len(self._kept) >= MAX_KEPT:
                     self._kept.clear()
@@ -160,19 +165,19 @@ class Public:
     def answer(self, request: Request, kept: Kept, extra: dict[str, str]) -> Response:
         """200 with the page, or 304 when the visitor's copy is current."""
         new_cookie = ""
-        body_pieces = kept.pieces
+        body = kept.pieces[0]
         etag = kept.digest
         if kept.has_form:
             cookie = request.cookies.get(CSRF_COOKIE, "")
             if not 16 <= len(cookie) <= 64:
                 cookie = new_cookie = new_csrf_cookie()
             token = csrf_token(self.key, cookie)
-            body_pieces = (token.join(kept.pieces),)
+            body = token.encode().join(kept.pieces)
             # The token is part of the page: a new cookie is a new representation.
             etag = hashlib.sha256(f"{kept.digest}{token}".encode()).hexdigest()[:32]
         headers = {
             "ETag": f'"{etag}"',
-            "Last-Modified": formatdate(kept.modified, usegmt=True),
+            "Last-Modified": kept.last_modified,
             "Cache-Control": FORM_CACHE_CONTROL if kept.has_form else CACHE_CONTROL,
             "Vary": "Accept-Language, Cookie" if kept.has_form else "Accept-Language",
             **extra,
@@ -181,14 +186,17 @@ class Public:
         if if_none_match is not None:
             unchanged = etag_matches(if_none_match, headers["ETag"])
         else:
-            unchanged = not_modified_since(request.headers.get("if-modified-since", ""), kept.modified)
+            since = request.headers.get("if-modified-since")
+            unchanged = since is not None and not_modified_since(since, kept.modified)
         response: Response
         if unchanged and not new_cookie:
             response = Response(status_code=304, headers=headers)
         else:
-            response = Response(body_pieces[0], headers=headers, media_type=kept.media_type)
+            response = Response(body, headers=headers, media_type=kept.media_type)
         if new_cookie:
-            response.set_cookie(CSRF_COOKIE, new_cookie, httponly=True, samesite="strict", path="/",
-                                secure=request.url.scheme == "https")
+            # As Response.set_cookie writes it, without building a SimpleCookie on every first visit.
+            secure = "; Secure" if request.scope.get("scheme") == "https" else ""
+            response.raw_headers.append(
+                (b"set-cookie", f"{CSRF_COOKIE}={new_cookie}; HttpOnly; Path=/; SameSite=strict{secure}".encode()))
         return response
 
