@@ -137,6 +137,18 @@ class SourceConfig:
     per_page: int = field(default=50, metadata=check(lambda v: None if 1 <= v <= 100 else "1 to 100"))
     max_pages: int = field(default=20, metadata=check(_positive))
     max_items: int = field(default=200, metadata=check(_positive))
+    # wordpress: HTTP Basic auth with a WordPress application password, for a REST API that
+    # requires login. The password comes from the environment variable named here.
+    auth_user: str = ""
+    auth_password_env: str = ""
+
+    def auth(self) -> tuple[str, str] | None:
+        """(user, application password) for the REST API, or None when the source has no login."""
+        if not self.auth_user:
+            return None
+        return self.auth_user, require_secret(
+            self.auth_password_env, f"holds the WordPress application password of {self.auth_user!r} "
+                                    f"(sources.{self.name}.auth_password_env)")
 
 
 @dataclass(frozen=True)
@@ -351,6 +363,25 @@ def _unique(section: str, items: list[Any]) -> None:
         seen.add(item.name)
 
 
+def _check_auth(key: str, source: SourceConfig) -> None:
+    """A login is for the REST API, needs both names, and its password only travels over HTTPS
+    (or to this machine, where WordPress's own test sites live)."""
+    if not (source.auth_user or source.auth_password_env):
+        return
+    if source.kind != "wordpress":
+        raise ConfigError(f"{key}.auth_user = {source.auth_user!r}: expected only on a source of kind 'wordpress'")
+    if not source.auth_user:
+        raise ConfigError(f"{key}.auth_user: missing; expected the WordPress user whose application password "
+                          f"{source.auth_password_env} holds")
+    if not source.auth_password_env:
+        raise ConfigError(f"{key}.auth_password_env: missing; expected the name of the environment variable "
+                          f"holding the application password of {source.auth_user!r}")
+    parts = urlsplit(source.url)
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"{key}.url = {source.url!r}: expected an https:// URL, since auth_user sends a "
+                          "password with every request")
+
+
 def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Build a validated Config from parsed TOML (pure: no I/O)."""
     sections = {
@@ -375,6 +406,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
     for i, source in enumerate(sources):
         if source.kind == "pages" and not source.listing_url:
             raise ConfigError(f"sources[{i}].listing_url: missing; expected the URL of the page listing the articles")
+        _check_auth(f"sources[{i}]", source)
     store = _build(StoreConfig, "store", data.get("store", {}))
     if not store.url.startswith(("sqlite://", "postgresql")):
         raise ConfigError(f"store.url = {store.url!r}: expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")

@@ -482,7 +482,7 @@ def test_a_real_insightcrime_item_makes_a_valid_attributed_entry(real_fixtures: 
     extraction = Extraction(source=SourceConfig(name="site-en", kind="feed", url=site, language="en"),
                             countries=Countries(), rules=BodyRules.for_publication("InSight Crime"))
     data = (real_fixtures / "insightcrime_tag_venezuela_feed_excerpt.rss").read_bytes()
-    [brief], _ = parse_feed(data, f"{site}/tag/venezuela/feed/", extraction)
+    [brief] = parse_feed(data, f"{site}/tag/venezuela/feed/", extraction).briefs
     config = site_config(tmp_path, sqlite_url)
     engine = open_store(config.store_url)
     store(engine, brief)

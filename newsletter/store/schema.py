@@ -57,6 +57,10 @@ sources = sa.Table(
     sa.Column("last_error", sa.Text),
     # {"new": n, "updated": n, "unchanged": n} of the last run.
     sa.Column("last_counts", sa.JSON),
+    # The site asked us to wait (Retry-After beyond the retry budget): no request before this time.
+    sa.Column("deferred_until", UTCDateTime),
+    # What the source kind remembers between runs besides the cursor (WordPress: the walk's state).
+    sa.Column("walk", sa.JSON),
 )
 
 briefs = sa.Table(
@@ -84,9 +88,43 @@ briefs = sa.Table(
     # When we first stored it: editions pick briefs by this, so a late-collected brief is never lost.
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The article's identity across sources: its normalised URL, and its WordPress post id on
+    # its site (host and path, no scheme) when a source told us.
+    sa.Column("canonical_url", sa.String(2048)),
+    sa.Column("site", sa.String(512)),
+    sa.Column("post_id", sa.BigInteger),
+    # How rich the source of the stored content is (REST API > feed content:encoded > page > feed
+    # summary): a poorer source never overwrites a richer one.
+    sa.Column("content_rank", sa.Integer, nullable=False, default=0),
+    # Set when the publisher withdrew the article (trashed, unpublished, protected, deleted):
+    # it leaves the feeds with a tombstone and never enters a new mailing.
+    sa.Column("withdrawn_at", UTCDateTime),
+    sa.Column("withdrawn_reason", sa.Text),
     sa.UniqueConstraint("source", "key", name="uq_briefs_source_key"),
     sa.Index("ix_briefs_language_published", "language", "published_at"),
     sa.Index("ix_briefs_first_seen", "first_seen_at"),
+    sa.Index("ix_briefs_canonical_url", "canonical_url"),
+    sa.Index("ix_briefs_site_post", "site", "post_id"),
+)
+
+# Every source that saw an article: one row per (source, key), pointing at the one brief.
+sightings = sa.Table(
+    "sightings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("brief_id", sa.Integer, sa.ForeignKey("briefs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("source", sa.String(100), nullable=False),
+    # The source's own name for the item: WordPress post id, feed entry id, page URL.
+    sa.Column("key", sa.String(2048), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("canonical_url", sa.String(2048), nullable=False),
+    # Hash of the content this source last gave, so an unchanged re-fetch writes nothing.
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("modified_at", UTCDateTime, nullable=False),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("source", "key", name="uq_sightings_source_key"),
+    sa.Index("ix_sightings_brief", "brief_id"),
+    sa.Index("ix_sightings_canonical_url", "canonical_url"),
 )
 
 subscribers = sa.Table(
