@@ -3,10 +3,8 @@ plain HTTP clients the way mail providers call them, on a real SQLite file and a
 
 from __future__ import annotations
 
-import email
 import json
 import re
-import threading
 import time
 from email.message import Message
 from pathlib import Path
@@ -15,46 +13,18 @@ from typing import Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 
 from newsletter import tokens
 from newsletter.store import open_store, schema, utcnow
 from newsletter.subscribers import registry
 from newsletter.subscribers.profile import Profile
 from tests.support.configs import base_config, write_config
+from tests.support.inbox import Inbox
 from tests.support.serve import Served, free_port
 
 KEY = b"test-secret-key-0123456789abcdefghijkl"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-class Inbox:
-    """A real SMTP server on 127.0.0.1 that keeps every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self._lock = threading.Lock()
-        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        with self._lock:
-            self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
-
-    def wait_for(self, to: str, timeout: float = 20) -> Message:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                for message in self.messages:
-                    if message["To"] == to:
-                        return message
-            time.sleep(0.1)
-        raise AssertionError(f"no message to {to} within {timeout} s; got {[m['To'] for m in self.messages]}")
-
-    def sent_to(self, to: str) -> int:
-        with self._lock:
-            return sum(1 for m in self.messages if m["To"] == to)
 
 
 @pytest.fixture
