@@ -294,6 +294,8 @@ class Pages:
         words = self.messages.words(lang)
         if row.state == subscribe_requests.CONFIRMED:
             return self.notice(request, lang, "confirmed_title", words["confirmed"], role="status")
+        if row.expires_at <= utcnow():
+            return self.bad_link(request, "expired_link")
         return self.render(request, lang, "action.html", "confirm_title", message=words["confirm_intro"],
                            action=request.url.path + f"?lang={lang}", button=words["confirm_button"],
                            fields=[], links=[], danger=False)
