@@ -17,7 +17,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def cfg(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Config:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key-0123456789abcdefghijkl")
     return digest_config(tmp_path, sqlite_url)
 
 

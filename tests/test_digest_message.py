@@ -22,7 +22,7 @@ from newsletter.errors import RenderError
 from newsletter.recipients import Recipient
 from tests.support.digest import CREATED, brief, briefs, digest_config
 
-KEY = "digest-test-key"
+KEY = "digest-test-key-0123456789abcdefghijkl"
 ANA = Recipient(7, "ana@example.com", "Ana Pérez")
 
 

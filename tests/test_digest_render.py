@@ -17,7 +17,7 @@ from tests.support.digest import CREATED, brief, briefs, digest_config
 
 @pytest.fixture
 def cfg(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Config:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key-0123456789abcdefghijkl")
     return digest_config(tmp_path, sqlite_url)
 
 
@@ -146,7 +146,7 @@ def test_operators_override_a_template_beside_the_config(cfg: Config) -> None:
 
 def test_a_configured_logo_heads_the_digest_with_the_publishers_name_as_alt(
         tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key-0123456789abcdefghijkl")
     with_logo = digest_config(tmp_path, sqlite_url, logo_url="https://briefs.example.org/logo.png")
     html = render(with_logo, briefs(1)).html
     assert re.search(r'<img alt="Crime Briefs Test"[^>]*src="https://briefs.example.org/logo.png"', html)

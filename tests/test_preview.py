@@ -20,7 +20,7 @@ from newsletter.web.app import create_app
 from tests.support.cli import run_cli, run_json
 from tests.support.digest import brief, digest_config
 
-KEY = "test-secret-key"  # what tests/support/cli.py gives the subprocess
+KEY = "test-secret-key-0123456789abcdefghijkl"  # what tests/support/cli.py gives the subprocess
 
 
 @pytest.fixture

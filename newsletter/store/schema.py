@@ -264,3 +264,65 @@ events = sa.Table(
     sa.Column("detail", sa.JSON),
     sa.Index("ix_events_email", "email"),
 )
+
+# Provider events already applied, by the provider's own identity for the event (Mailgun's
+# token, SendGrid's sg_event_id, Postmark's record id and type): written in the transaction that
+# applies the event, so a retried, replayed or re-signed copy is a no-op, even when concurrent.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("provider", sa.String(16), primary_key=True),
+    sa.Column("event_key", sa.String(255), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+)
+
+# Every POST of the subscribe form, whoever sent it and whatever the address's state: each
+# confirmation link names one request and applies exactly its choices. Purged after expiry.
+subscribe_requests = sa.Table(
+    "subscribe_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("editions", sa.JSON, nullable=False, default=list),
+    sa.Column("countries", sa.JSON, nullable=False, default=list),
+    sa.Column("ip", sa.String(64)),
+    sa.Column("user_agent", sa.String(512)),
+    sa.Column("form_version", sa.String(64)),
+    sa.Column("page_language", sa.String(8), nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    # queued (the mailer has not looked at it) | mailed | skipped (active or suppressed) | limited | confirmed
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("processed_at", UTCDateTime),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Index("ix_subscribe_requests_email", "email"),
+    sa.Index("ix_subscribe_requests_state", "state"),
+    sa.Index("ix_subscribe_requests_expires", "expires_at"),
+    sqlite_autoincrement=True,
+)
+
+# Single-use links to export or erase one's data, mailed to the address on request (one hour).
+data_links = sa.Table(
+    "data_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+    sqlite_autoincrement=True,
+)
+
+# Abuse limits shared by every `serve` process: one row per counted action (a subscribe POST by
+# a client, a confirmation email to an address), keyed by a keyed hash, never the plain value.
+rate_hits = sa.Table(
+    "rate_hits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bucket", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_rate_hits_bucket_subject_at", "bucket", "subject", "at"),
+)
