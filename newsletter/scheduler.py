@@ -30,6 +30,7 @@ from newsletter.errors import LockedError, NewsletterError
 from newsletter.feeds import build_all
 from newsletter.send.dispatch import send_mailing
 from newsletter.slots import Schedule, SlotTrigger, due_slot, slot_id
+from newsletter.states import MailingStatus
 from newsletter.store import schema, utcnow
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class RunReport:
     def send_failures(self) -> list[str]:
         failures = [f"edition {e.edition}: {e.detail}" for e in self.editions if e.outcome == "error"]
         for s in self.sends:
-            if s.status in ("error", "paused"):
+            if s.status in ("error", MailingStatus.PAUSED):
                 failures.append(f"mailing {s.mailing_id} ({s.edition}) {s.status}: {s.detail}")
         return failures
 
@@ -222,7 +223,7 @@ class Job:
         """
         m = schema.mailings
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(m.c.id, m.c.edition).where(m.c.status == "sending").order_by(m.c.id)).all()
+            rows = conn.execute(sa.select(m.c.id, m.c.edition).where(m.c.status == MailingStatus.SENDING).order_by(m.c.id)).all()
         for row in rows:
             self.send(row.id, row.edition, report)
 

@@ -15,6 +15,7 @@ from newsletter.errors import NewsletterError, SubscriberError
 from newsletter.recipients import Recipient
 from newsletter.send import ledger
 from newsletter.send.dispatch import SendSummary, send_mailing, send_test
+from newsletter.states import OPEN, MailingStatus
 from newsletter.store import schema, utcnow
 from newsletter.subscribers.address import normalise
 
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _unfinished(conn: sa.Connection, edition: str) -> sa.Row | None:
     return conn.execute(
-        sa.select(m).where(m.c.edition == edition, m.c.status.in_(("sending", "paused"))).order_by(m.c.id.desc()).limit(1)
+        sa.select(m).where(m.c.edition == edition, m.c.status.in_(OPEN)).order_by(m.c.id.desc()).limit(1)
     ).first()
 
 
@@ -76,7 +77,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             return 0
     else:
         mailing_id = mailing.id
-        if mailing.status == "paused" and not args.dry_run:
+        if mailing.status == MailingStatus.PAUSED and not args.dry_run:
             with engine.begin() as conn:
                 ledger.resume(conn, mailing_id)
             if not args.json:
@@ -84,7 +85,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                                   markup=False, highlight=False)
     summary = _send(ctx, args, mailing_id)
     _report(ctx, args, {"edition": edition.name, **summary.as_dict()}, _describe(edition.name, summary))
-    if summary.dry_run or summary.status == "done":
+    if summary.dry_run or summary.status == MailingStatus.DONE:
         return 0
     reason = f" ({summary.paused_reason})" if summary.paused_reason else ""
     ctx.console.print(f"newsletter: error: mailing {mailing_id} is {summary.status}{reason}; "

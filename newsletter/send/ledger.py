@@ -2,9 +2,10 @@
 
 A delivery moves pending -> sending (claimed by one worker) -> sent | failed, or back to pending
 with a later `next_attempt_at` when a retry may help; `suppressed` when the address must not be
-mailed. A claim is atomic (PostgreSQL: FOR UPDATE SKIP LOCKED, so workers on several machines
-share a mailing; SQLite: every transaction already holds the write lock), and results are
-written right after the transport answered, so a crash leaves at most the claimed batch in doubt.
+mailed (states: `newsletter.states`). A claim is atomic (PostgreSQL: FOR UPDATE SKIP LOCKED, so
+workers on several machines share a mailing; SQLite: every transaction already holds the write
+lock), and results are written right after the transport answered, so a crash leaves at most the
+claimed batch in doubt.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.recipients import Recipient
+from newsletter.states import UNFINISHED, DeliveryState, MailingStatus
 from newsletter.store import schema
 from newsletter.subscribers.suppression import suppressed_among
 
 d = schema.deliveries
 m = schema.mailings
-STATES = ("pending", "sending", "sent", "failed", "suppressed")
 INSERT_CHUNK = 1000
 
 
@@ -41,7 +42,7 @@ class Claimed:
 @dataclass(frozen=True)
 class Outcome:
     delivery_id: int
-    state: str  # sent | failed | pending (retry later) | suppressed
+    state: DeliveryState  # SENT | FAILED | PENDING (retry later) | SUPPRESSED
     error: str | None = None
     next_attempt_at: datetime | None = None
     provider_message_id: str | None = None
@@ -67,7 +68,7 @@ def count(conn: sa.Connection, mailing_id: int) -> dict[str, int]:
     rows = conn.execute(
         sa.select(d.c.state, sa.func.count()).where(d.c.mailing_id == mailing_id).group_by(d.c.state)
     )
-    counts = dict.fromkeys(STATES, 0)
+    counts = dict.fromkeys(DeliveryState, 0)
     counts.update({state: n for state, n in rows})
     return counts
 
@@ -85,7 +86,7 @@ def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable
         blocked = suppressed_among(conn, [r.email for r in chunk])
         rows = [
             {"mailing_id": mailing_id, "subscriber_id": r.id, "email": r.email, "attempts": 0,
-             "state": "suppressed" if r.email in blocked else "pending"}
+             "state": DeliveryState.SUPPRESSED if r.email in blocked else DeliveryState.PENDING}
             for r in chunk
         ]
         conn.execute(insert(), rows)
@@ -102,14 +103,14 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
     mailing was created are marked suppressed here rather than sent.
     """
     status = conn.scalar(sa.select(m.c.status).where(m.c.id == mailing_id))
-    if status != "sending":
+    if status != MailingStatus.SENDING:
         return []
     # Two narrow picks rather than one OR, so each walks the (mailing_id, state) index and
     # stops after `limit` rows instead of scanning the mailing's deliveries on every claim;
     # the stale one only runs when the due ones do not fill the batch.
-    stale = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == "sending",
+    stale = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.SENDING,
                                     d.c.claimed_at < now - lease)
-    due = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == "pending",
+    due = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.PENDING,
                                   sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now))
     ids: list[int] = []
     for pick in (due, stale):
@@ -118,7 +119,7 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
             pick = pick.with_for_update(skip_locked=True)
         ids += conn.scalars(
             sa.update(d).where(d.c.id.in_(pick.scalar_subquery()))
-            .values(state="sending", claimed_by=worker, claimed_at=now)
+            .values(state=DeliveryState.SENDING, claimed_by=worker, claimed_at=now)
             .returning(d.c.id)
         ).all()
         if len(ids) >= limit:
@@ -134,7 +135,7 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
     blocked = suppressed_among(conn, [r.email for r in rows])
     if blocked:
         conn.execute(sa.update(d).where(d.c.id.in_(ids), d.c.email.in_(blocked))
-                     .values(state="suppressed", claimed_by=None, claimed_at=None))
+                     .values(state=DeliveryState.SUPPRESSED, claimed_by=None, claimed_at=None))
     return [
         Claimed(r.id, r.attempts, Recipient(r.subscriber_id, r.email, r.name or "", r.language or ""))
         for r in rows if r.email not in blocked
@@ -151,12 +152,12 @@ def record(conn: sa.Connection, outcomes: Sequence[Outcome], now: datetime) -> N
         })
     common = {"claimed_by": None, "claimed_at": None, "attempts": d.c.attempts + 1}
     values = {
-        "sent": {**common, "state": "sent", "sent_at": now, "last_error": None,
-                 "provider_message_id": sa.bindparam("b_pmid")},
-        "failed": {**common, "state": "failed", "last_error": sa.bindparam("b_error")},
-        "pending": {**common, "state": "pending", "last_error": sa.bindparam("b_error"),
-                    "next_attempt_at": sa.bindparam("b_next")},
-        "suppressed": {"claimed_by": None, "claimed_at": None, "state": "suppressed"},
+        DeliveryState.SENT: {**common, "state": DeliveryState.SENT, "sent_at": now, "last_error": None,
+                             "provider_message_id": sa.bindparam("b_pmid")},
+        DeliveryState.FAILED: {**common, "state": DeliveryState.FAILED, "last_error": sa.bindparam("b_error")},
+        DeliveryState.PENDING: {**common, "state": DeliveryState.PENDING, "last_error": sa.bindparam("b_error"),
+                                "next_attempt_at": sa.bindparam("b_next")},
+        DeliveryState.SUPPRESSED: {"claimed_by": None, "claimed_at": None, "state": DeliveryState.SUPPRESSED},
     }
     for state, params in by_state.items():
         stmt = sa.update(d).where(d.c.id == sa.bindparam("b_id")).values(**values[state])
@@ -171,7 +172,7 @@ def release_dead_claims(conn: sa.Connection, mailing_id: int, is_alive: Callable
     """
     host = socket.gethostname()
     claimers = conn.scalars(
-        sa.select(d.c.claimed_by).distinct().where(d.c.mailing_id == mailing_id, d.c.state == "sending")
+        sa.select(d.c.claimed_by).distinct().where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.SENDING)
     ).all()
     dead = []
     for claimer in claimers:
@@ -181,8 +182,8 @@ def release_dead_claims(conn: sa.Connection, mailing_id: int, is_alive: Callable
     if not dead:
         return 0
     result = conn.execute(
-        sa.update(d).where(d.c.mailing_id == mailing_id, d.c.state == "sending", d.c.claimed_by.in_(dead))
-        .values(state="pending", claimed_by=None, claimed_at=None)
+        sa.update(d).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.SENDING, d.c.claimed_by.in_(dead))
+        .values(state=DeliveryState.PENDING, claimed_by=None, claimed_at=None)
     )
     return result.rowcount
 
@@ -191,26 +192,27 @@ def next_retry(conn: sa.Connection, mailing_id: int) -> datetime | None:
     """When the earliest delivery waiting for a retry is due."""
     return conn.scalar(
         sa.select(sa.func.min(d.c.next_attempt_at, type_=schema.UTCDateTime()))
-        .where(d.c.mailing_id == mailing_id, d.c.state == "pending")
+        .where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.PENDING)
     )
 
 
 def release(conn: sa.Connection, delivery_ids: Sequence[int]) -> None:
     """Give claimed deliveries back untouched (the batch was never tried: the transport is unusable)."""
-    conn.execute(sa.update(d).where(d.c.id.in_(list(delivery_ids)), d.c.state == "sending")
-                 .values(state="pending", claimed_by=None, claimed_at=None))
+    conn.execute(sa.update(d).where(d.c.id.in_(list(delivery_ids)), d.c.state == DeliveryState.SENDING)
+                 .values(state=DeliveryState.PENDING, claimed_by=None, claimed_at=None))
 
 
 def unfinished(conn: sa.Connection, mailing_id: int) -> int:
     return conn.scalar(
         sa.select(sa.func.count()).select_from(d)
-        .where(d.c.mailing_id == mailing_id, d.c.state.in_(("pending", "sending")))
+        .where(d.c.mailing_id == mailing_id, d.c.state.in_(UNFINISHED))
     ) or 0
 
 
 def pause(conn: sa.Connection, mailing_id: int, reason: str) -> bool:
     result = conn.execute(
-        sa.update(m).where(m.c.id == mailing_id, m.c.status == "sending").values(status="paused", paused_reason=reason)
+        sa.update(m).where(m.c.id == mailing_id, m.c.status == MailingStatus.SENDING)
+        .values(status=MailingStatus.PAUSED, paused_reason=reason)
     )
     return result.rowcount == 1
 
@@ -218,7 +220,8 @@ def pause(conn: sa.Connection, mailing_id: int, reason: str) -> bool:
 def resume(conn: sa.Connection, mailing_id: int) -> bool:
     """Let a paused mailing send again (the operator fixed what paused it)."""
     result = conn.execute(
-        sa.update(m).where(m.c.id == mailing_id, m.c.status == "paused").values(status="sending", paused_reason=None)
+        sa.update(m).where(m.c.id == mailing_id, m.c.status == MailingStatus.PAUSED)
+        .values(status=MailingStatus.SENDING, paused_reason=None)
     )
     return result.rowcount == 1
 
@@ -227,6 +230,7 @@ def finish_if_done(conn: sa.Connection, mailing_id: int, now: datetime) -> bool:
     if unfinished(conn, mailing_id):
         return False
     result = conn.execute(
-        sa.update(m).where(m.c.id == mailing_id, m.c.status == "sending").values(status="done", finished_at=now)
+        sa.update(m).where(m.c.id == mailing_id, m.c.status == MailingStatus.SENDING)
+        .values(status=MailingStatus.DONE, finished_at=now)
     )
     return result.rowcount == 1

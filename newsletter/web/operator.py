@@ -25,6 +25,7 @@ from newsletter import editions, locks, mailings, status
 from newsletter.config import Config
 from newsletter.errors import ConfigError, LockedError, MailingError
 from newsletter.scheduler import Job, RunReport
+from newsletter.states import OPEN, MailingStatus
 from newsletter.store import schema, utcnow
 
 
@@ -97,10 +98,10 @@ class OperatorApi:
         m = schema.mailings
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(m.c.id, m.c.status).where(m.c.edition == edition.name, m.c.status.in_(("sending", "paused")))
+                sa.select(m.c.id, m.c.status).where(m.c.edition == edition.name, m.c.status.in_(OPEN))
                 .order_by(m.c.id.desc()).limit(1)
             ).first()
-        if row is not None and row.status == "paused":
+        if row is not None and row.status == MailingStatus.PAUSED:
             raise MailingError(f"mailing {row.id} of {name} is paused: POST /api/mailings/{row.id}/resume first")
         if row is not None:
             return row.id, "resumed"
@@ -121,5 +122,5 @@ class OperatorApi:
             return JSONResponse({"edition": name, "mailing_id": None,
                                  "message": "no new briefs since the last mailing: nothing to send"})
         self._start_sending(mailing_id, name)
-        return JSONResponse({"edition": name, "mailing_id": mailing_id, "mailing": how, "status": "sending",
+        return JSONResponse({"edition": name, "mailing_id": mailing_id, "mailing": how, "status": MailingStatus.SENDING,
                              "url": f"/api/mailings/{mailing_id}"}, status_code=202)
