@@ -6,12 +6,24 @@ mailed (states: `newsletter.states`). A claim is atomic (PostgreSQL: FOR UPDATE 
 workers on several machines share a mailing; SQLite: every transaction already holds the write
 lock), and results are written right after the transport answered, so a crash leaves at most the
 claimed batch in doubt.
+
+A claim lives on a heartbeat: while its worker runs, `renew` moves `claimed_at` forward every
+quarter of the lease, so a claim is only ever older than the lease when its worker stopped
+beating, however long a batch takes to hand over. Whether a worker is alive is read from the
+store alone, never from process ids or host names, which containers reuse: a dead worker's
+claims are taken back by any sender, on any host, within one lease. `record` and `release`
+touch only claims the worker still holds, so a worker that lost its claim cannot overwrite
+what the sender that took it over recorded.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -23,12 +35,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from newsletter.errors import StoreError
 from newsletter.recipients import Recipient
 from newsletter.states import UNFINISHED, DeliveryState, MailingStatus
-from newsletter.store import schema
+from newsletter.store import schema, utcnow
 from newsletter.subscribers.suppression import suppressed_among
 
 d = schema.deliveries
 m = schema.mailings
 INSERT_CHUNK = 1000
+# Beats per lease: a few missed beats (a busy store) never let a live worker's claim expire.
+BEATS_PER_LEASE = 4
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,8 +66,8 @@ class Outcome:
 
 
 def worker_name(label: str) -> str:
-    """`host:pid:label`: lets a resume on the same host see that a claimer is dead."""
-    return f"{socket.gethostname()}:{os.getpid()}:{label}"[:128]
+    """A claimer's name, unique by its nonce; the host and pid in it are for operators to read only."""
+    return f"{label}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"[:128]
 
 
 def _chunks(items: Iterable[Recipient], size: int) -> Iterator[list[Recipient]]:
@@ -168,8 +184,12 @@ def unfinished_page(conn: sa.Connection, mailing_id: int, after_id: int, limit: 
     return Page(claimed, len(blocked), last_id)
 
 
-def record(conn: sa.Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
-    """Write what the transport said, one statement per kind of outcome."""
+def record(conn: sa.Connection, worker: str, outcomes: Sequence[Outcome], now: datetime) -> int:
+    """Write what the transport said, one statement per kind of outcome; returns how many rows it wrote.
+
+    Only the deliveries `worker` still holds are written: one whose claim expired and was taken
+    over belongs to its new claimer, and was in doubt from the moment the claim was lost.
+    """
     by_state: dict[str, list[dict[str, object]]] = {}
     for o in outcomes:
         by_state.setdefault(o.state, []).append({
@@ -185,33 +205,51 @@ def record(conn: sa.Connection, outcomes: Sequence[Outcome], now: datetime) -> N
                                 "next_attempt_at": sa.bindparam("b_next")},
         DeliveryState.SUPPRESSED: {"claimed_by": None, "claimed_at": None, "state": DeliveryState.SUPPRESSED},
     }
+    written = 0
     for state, params in by_state.items():
-        stmt = sa.update(d).where(d.c.id == sa.bindparam("b_id")).values(**values[state])
-        conn.execute(stmt, params)
+        stmt = (sa.update(d).where(d.c.id == sa.bindparam("b_id"), d.c.state == DeliveryState.SENDING,
+                                   d.c.claimed_by == worker).values(**values[state]))
+        written += conn.execute(stmt, params).rowcount
+    if written < len(outcomes):
+        log.warning("claims lost before their outcome was recorded",
+                    extra={"worker": worker, "outcomes": len(outcomes), "recorded": written})
+    return written
 
 
-def release_dead_claims(conn: sa.Connection, mailing_id: int, is_alive: Callable[[int], bool]) -> int:
-    """Put back deliveries claimed by workers of this host that no longer run (a crash, kill -9).
+def renew(conn: sa.Connection, mailing_id: int, workers: Sequence[str], now: datetime) -> int:
+    """The heartbeat: the claims `workers` hold on the mailing are fresh as of `now`. Returns how many."""
+    return conn.execute(
+        sa.update(d).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.SENDING,
+                           d.c.claimed_by.in_(list(workers))).values(claimed_at=now)
+    ).rowcount
 
-    Their claims would otherwise wait for the lease to run out. Workers of other hosts are
-    left to the lease. Returns how many deliveries were put back.
-    """
-    host = socket.gethostname()
-    claimers = conn.scalars(
-        sa.select(d.c.claimed_by).distinct().where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.SENDING)
-    ).all()
-    dead = []
-    for claimer in claimers:
-        parts = (claimer or "").split(":", 2)
-        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not is_alive(int(parts[1])):
-            dead.append(claimer)
-    if not dead:
-        return 0
-    result = conn.execute(
-        sa.update(d).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.SENDING, d.c.claimed_by.in_(dead))
-        .values(state=DeliveryState.PENDING, claimed_by=None, claimed_at=None)
-    )
-    return result.rowcount
+
+def _beat(engine: sa.Engine, mailing_id: int, workers: Sequence[str], lease: timedelta,
+          stop: threading.Event) -> None:
+    while not stop.wait(lease.total_seconds() / BEATS_PER_LEASE):
+        try:
+            with engine.begin() as conn:
+                renew(conn, mailing_id, workers, utcnow())
+        except sa.exc.DBAPIError as exc:
+            # A busy or unreachable store: the next beat tries again, well before the lease runs out.
+            log.warning("claim heartbeat failed", extra={"mailing_id": mailing_id, "detail": str(exc.orig)})
+
+
+@contextmanager
+def heartbeat(engine: sa.Engine, mailing_id: int, workers: Sequence[str], lease: timedelta) -> Iterator[None]:
+    """Keep the claims of `workers` alive while the block runs (a thread beating `BEATS_PER_LEASE`
+    times a lease); when the process dies, the beat stops with it and the claims expire."""
+    stop = threading.Event()
+    beat = threading.Thread(target=_beat, args=(engine, mailing_id, workers, lease, stop),
+                            name=f"claims of mailing {mailing_id}", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()
+
+
 
 
 def next_retry(conn: sa.Connection, mailing_id: int) -> datetime | None:
@@ -222,9 +260,11 @@ def next_retry(conn: sa.Connection, mailing_id: int) -> datetime | None:
     )
 
 
-def release(conn: sa.Connection, delivery_ids: Sequence[int]) -> None:
-    """Give claimed deliveries back untouched (the batch was never tried: the transport is unusable)."""
-    conn.execute(sa.update(d).where(d.c.id.in_(list(delivery_ids)), d.c.state == DeliveryState.SENDING)
+def release(conn: sa.Connection, worker: str, delivery_ids: Sequence[int]) -> None:
+    """Give claimed deliveries back untouched: never handed over (the transport is unusable, or
+    the sender is stopping), so the next claim sends them as if they had never been claimed."""
+    conn.execute(sa.update(d).where(d.c.id.in_(list(delivery_ids)), d.c.state == DeliveryState.SENDING,
+                                    d.c.claimed_by == worker)
                  .values(state=DeliveryState.PENDING, claimed_by=None, claimed_at=None))
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
 import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -36,10 +39,16 @@ def create_app(config: Config, engine: sa.Engine) -> Starlette:
         Route("/webhooks/{provider}", Webhooks(config, engine).handle, methods=["POST"]),
         *feeds.routes(config, engine),
         *archive.routes(config, engine),
-        *OperatorApi(config, engine).routes(),
+        *(operator := OperatorApi(config, engine)).routes(),
     ]
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await operator.wind_down()
+
     app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],
-                    exception_handlers={BodyTooLarge: pages.body_too_large})
+                    exception_handlers={BodyTooLarge: pages.body_too_large}, lifespan=lifespan)
     app.state.config = config
     app.state.engine = engine
     return app

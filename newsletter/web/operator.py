@@ -11,7 +11,9 @@ send of the same edition harmless to each other.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import signal
 import threading
 from typing import Any
 
@@ -29,6 +31,9 @@ from newsletter.states import OPEN, MailingStatus
 from newsletter.store import schema, utcnow
 
 
+log = logging.getLogger(__name__)
+
+
 def _error(status_code: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status_code, headers=headers or None)
 
@@ -38,6 +43,25 @@ class OperatorApi:
         self.config = config
         self.engine = engine
         self.job = Job(config, engine, worker=locks.owner_id("serve"))
+
+    async def wind_down(self) -> None:
+        """At shutdown: let the sends started here finish what is in flight and give the rest back.
+
+        Runs on the event loop's (main) thread after the server stopped taking requests; a
+        further SIGINT or SIGTERM meanwhile stops the sends at once.
+        """
+        self.job.stop.request()
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {s: signal.signal(s, lambda signum, _frame: self.job.stop.request(signum))
+                        for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            await run_in_threadpool(self.job.wait_for_sends)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        for s in self.job.stopped:
+            log.warning("send stopped", extra={"mailing_id": s.mailing_id, "edition": s.edition, "detail": s.detail})
 
     def routes(self) -> list[BaseRoute]:
         return [Mount("/api", routes=[
