@@ -215,6 +215,15 @@ class TransportConfig:
     failure_threshold: float = field(default=0.2, metadata=check(_positive))
     failure_min: int = field(default=50, metadata=check(_positive))
     soft_bounce_limit: int = field(default=3, metadata=check(_positive))
+    # How long a send worker's claims outlive its last heartbeat: a resume after a crash waits at most this.
+    claim_lease_seconds: float = field(default=60.0, metadata=check(lambda v: None if v >= 1 else "1 or more seconds"))
+    # smtp: the name given in EHLO (default: the domain of [publication].sender, never an IP literal).
+    ehlo_name: str = ""
+    # smtp: a PEM bundle of CA certificates trusted in addition to the system's (a private relay's CA).
+    ca_file: str = ""
+    # smtp: a client certificate (PEM) and its key, for relays that authenticate senders by certificate.
+    client_cert: str = ""
+    client_key: str = ""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from newsletter.errors import LockedError
 from newsletter.locks import Lease, owner_id
 from newsletter.send.ledger import create_deliveries
 from newsletter.slots import parse_slot
+from newsletter.states import MailingStatus
 from newsletter.store import schema, utcnow
 from newsletter.subscribers import audience
 
@@ -148,7 +149,7 @@ def _create(conn: sa.Connection, config: Config, edition: EditionConfig, slot: s
     m = schema.mailings
     mailing_id = conn.execute(
         m.insert().values(
-            edition=edition.name, slot=slot, language=edition.language, status="sending", subject="",
+            edition=edition.name, slot=slot, language=edition.language, status=MailingStatus.SENDING, subject="",
             preheader="", brief_ids=[b.id for b in selection.briefs], cutoff=selection.cutoff, created_at=now,
         )
     ).inserted_primary_key[0]

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
+from newsletter.states import DeliveryState, MailingStatus, check_clause
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -186,7 +188,7 @@ mailings = sa.Table(
     # The schedule slot it fills (ISO time of the due run) or "manual-<time>": one mailing per slot.
     sa.Column("slot", sa.String(64), nullable=False),
     sa.Column("language", sa.String(8), nullable=False),
-    # sending | paused | done | cancelled
+    # a MailingStatus (newsletter/states.py)
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("paused_reason", sa.Text),
     sa.Column("subject", sa.Text, nullable=False),
@@ -203,6 +205,7 @@ mailings = sa.Table(
     sa.Column("started_at", UTCDateTime),
     sa.Column("finished_at", UTCDateTime),
     sa.UniqueConstraint("edition", "slot", name="uq_mailings_edition_slot"),
+    sa.CheckConstraint(check_clause("status", MailingStatus), name="ck_mailings_status"),
 )
 
 deliveries = sa.Table(
@@ -212,7 +215,7 @@ deliveries = sa.Table(
     sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="CASCADE"), nullable=False),
     sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
     sa.Column("email", sa.String(320), nullable=False),
-    # pending | sending | sent | failed | suppressed
+    # a DeliveryState (newsletter/states.py)
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
@@ -224,6 +227,7 @@ deliveries = sa.Table(
     sa.Column("provider_message_id", sa.String(256)),
     sa.UniqueConstraint("mailing_id", "email", name="uq_deliveries_mailing_email"),
     sa.Index("ix_deliveries_mailing_state", "mailing_id", "state"),
+    sa.CheckConstraint(check_clause("state", DeliveryState), name="ck_deliveries_state"),
 )
 
 # Named leases held in the store, so two processes (or machines) never do one job at once.
