@@ -19,6 +19,7 @@ import math
 import multiprocessing
 import os
 import queue
+import secrets
 import signal
 import sys
 import threading
@@ -435,17 +436,16 @@ def _dry_run(config: Config, engine: sa.Engine, mailing_id: int, started: float)
 
 def send_test(config: Config, mailing: MailingContent, email: str) -> Result:
     """Send one copy of a mailing (stored, or a draft) to `email` as a test; the ledger does not record it."""
-    mailing_id = mailing.id
-    message_factory = MessageFactory(config, mailing)
+    # Each test copy is a copy of its own (an outbox file, a Message-ID), never one a delivery gets.
+    key = f"test-{'draft' if mailing.id is None else mailing.id}-{secrets.token_hex(6)}"
+    message_factory = MessageFactory(config, mailing, test=True)
     recipient = Recipient(None, email)
     transport = open_transport(config)
     try:
         if transport.personalises:
-            envelope = provider_envelope(message_factory, provider_template(message_factory), recipient,
-                                         f"test-{mailing_id}")
+            envelope = provider_envelope(message_factory, provider_template(message_factory), recipient, key)
         else:
-            envelope = Envelope(message_factory.envelope_sender, email, message_factory.build(recipient),
-                                key=f"test-{mailing_id}")
+            envelope = Envelope(message_factory.envelope_sender, email, message_factory.build(recipient), key=key)
         (result,) = transport.send([envelope])
     finally:
         transport.close()
