@@ -13,7 +13,7 @@ import binascii
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
@@ -76,12 +76,14 @@ class MailingContent:
 
 @dataclass(frozen=True)
 class MessageTemplate:
-    """A mailing for HTTP batch providers: placeholders (`placeholders.PATTERN`) left in."""
+    """A mailing with its placeholders (`placeholders.PATTERN`) left in, as HTTP providers that
+    personalise take it; `placeholders.fill` makes a recipient's copy of any of its fields."""
 
+    sender: str  # the From header value
     subject: str
     html: str
     text: str
-    headers: dict[str, str]  # common to every copy, unencoded
+    headers: Mapping[str, str] = field(default_factory=dict)  # common to every copy, unencoded
 
 
 class MessageFactory:
@@ -153,7 +155,8 @@ class MessageFactory:
         return message
 
     def template(self) -> MessageTemplate:
-        return MessageTemplate(self.subject, self.mailing.html, self.mailing.text, dict(self._headers))
+        return MessageTemplate(self._headers["From"], self.subject, self.mailing.html, self.mailing.text,
+                               dict(self._headers))
 
     def variables(self, recipient: Recipient) -> dict[str, str]:
         """Every placeholder's value for this recipient (the `_html` ones escaped)."""
