@@ -109,19 +109,19 @@ class MessageFactory:
         title = next((clean_text(e.title) for e in config.editions if e.name == self.mailing.edition), "")
         list_host = urlsplit(self._public_url).hostname or self._domain
         feedback_sender = _FEEDBACK_UNSAFE.sub("-", pub.feedback_id_sender or self._domain)
+        # What names this mailing in headers; a draft has no id and no web copy (no List-Archive).
+        self._label = "draft" if self.mailing.id is None else str(self.mailing.id)
         self._headers: dict[str, str] = {
             "From": formataddr((clean_text(sender_name), sender_address)),
             "Subject": self.subject,
             # RFC 5322 section 3.3: a numeric zone ("+0000"), not the obsolete "GMT".
             "Date": format_datetime((now or datetime.now(timezone.utc)).astimezone(timezone.utc)),
             "List-Id": formataddr((title or self.mailing.edition, f"{self.mailing.edition}.{list_host}")),
-            "List-Archive": f"<{self._public_url}/archive/{self.mailing.id}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "Feedback-ID": f"{self.mailing.id or 'draft'}:{_FEEDBACK_UNSAFE.sub('-', self.mailing.edition)}:digest:"
-                           f"{feedback_sender}",
+            "Feedback-ID": f"{self._label}:{_FEEDBACK_UNSAFE.sub('-', self.mailing.edition)}:digest:{feedback_sender}",
         }
-        if self.mailing.id is None:
-            del self._headers["List-Archive"]  # a draft has no web copy
+        if self.mailing.id is not None:
+            self._headers["List-Archive"] = f"<{self._public_url}/archive/{self.mailing.id}>"
         if pub.reply_to:
             reply_name, reply_address = parseaddr(pub.reply_to)
             self._headers["Reply-To"] = formataddr((clean_text(reply_name), reply_address))
@@ -183,7 +183,7 @@ class MessageFactory:
         if not address or any(c.isspace() or ord(c) < 32 for c in address) or "@" not in address:
             raise RenderError(f"recipient address {address!r} is not a single email address")
         if self._test:
-            message_id = f"<test.{self.mailing.id or 'draft'}.{secrets.token_hex(12)}@{self._domain}>"
+            message_id = f"<test.{self._label}.{secrets.token_hex(12)}@{self._domain}>"
         else:
             who = recipient.email if recipient.id is None else str(recipient.id)
             digest = hmac.digest(self._key, f"message-id\0{self.mailing.id}\0{who}".encode(), "sha256").hex()
