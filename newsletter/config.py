@@ -89,6 +89,13 @@ def _address(value: str) -> str | None:
     return None
 
 
+def _language_urls(value: dict[str, str]) -> str | None:
+    for language, url in value.items():
+        if _language(language) or _url(url):
+            return "a table of language codes to absolute http(s) URLs, such as {es = 'https://...'}"
+    return None
+
+
 def check(fn) -> dict[str, Any]:
     """Field metadata: a validator returning what was expected, or None when the value is fine."""
     return {"check": fn}
@@ -106,12 +113,18 @@ class Publication:
     donate_params: dict[str, str] = field(default_factory=dict)
     licence: str = "CC BY-NC 4.0"
     licence_url: str = field(default="https://creativecommons.org/licenses/by-nc/4.0/", metadata=check(_url))
+    # The licence in a reader's language, by edition language, e.g. {es = ".../legalcode.es"};
+    # languages not listed get `licence_url`.
+    licence_urls: dict[str, str] = field(default_factory=dict, metadata=check(_language_urls))
     reply_to: str = field(default="", metadata=check(lambda v: v and _address(v)))
     logo_url: str = field(default="", metadata=check(lambda v: v and _url(v)))
     # Mailbox that receives mailto: unsubscribe requests (List-Unsubscribe).
     unsubscribe_mailto: str = ""
     # Feedback-ID sender tag (Gmail's feedback loop), e.g. "insightcrime".
     feedback_id_sender: str = ""
+
+    def licence_url_for(self, language: str) -> str:
+        return self.licence_urls.get(language, self.licence_url)
 
 
 @dataclass(frozen=True)
