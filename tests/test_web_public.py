@@ -229,7 +229,7 @@ def test_list_archive_in_every_copy_points_to_its_editions_archive_page(site: Si
     from newsletter.digest.message import MessageFactory
     from newsletter.recipients import Recipient
 
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
     config = load(site.config)
     with site.engine.connect() as conn:
         row = conn.execute(sa.select(schema.mailings).where(schema.mailings.c.id == site.mailings["daily-en"][0])).one()
@@ -250,3 +250,24 @@ def test_a_feed_reader_finds_the_feeds_from_the_home_page(site: Site) -> None:
         assert parsed.version == "atom10"
         assert parsed.feed.title == link.get("title")
         assert parsed.entries
+
+
+def test_a_withdrawn_brief_leaves_the_archive_its_feed_and_the_web_copy(site: Site, tmp_path: Path) -> None:
+    from newsletter import briefs
+
+    mailing_id = site.mailings["daily-en"][-1]
+    copy_before = site.get(f"/archive/{mailing_id}").text
+    assert "Brief 6: police follow the money in Venezuela" in copy_before
+    with site.engine.begin() as conn:
+        brief_id = briefs.brief_of(conn, "site-en", "en-6")
+        assert briefs.withdraw(conn, brief_id, "the publisher retracted it")
+    time.sleep(1.2)
+    for path in ("/", "/archive/", "/archive/daily-en/", f"/archive/{mailing_id}"):
+        text = site.get(path).text
+        assert "Brief 6:" not in text, path
+        assert "Brief 5: police follow the money in Mexico" in text, path
+    feed = site.get("/archive/daily-en.atom")
+    assert b"Brief 6:" not in feed.content and b"Brief 5:" in feed.content
+    (tmp_path / "after.atom").write_bytes(feed.content)
+    assert_valid_atom(ATOM_SCHEMA, [tmp_path / "after.atom"])
+    assert "5 briefs" in site.get("/feeds/").text  # English feed: six stored, one withdrawn

@@ -20,8 +20,8 @@ from starlette.routing import BaseRoute, Route
 from newsletter import briefs
 from newsletter.digest import render_mailing
 from newsletter.digest.placeholders import web_copy
+from newsletter.states import MailingStatus
 from newsletter.store import schema
-from newsletter.web.catalogue import live_briefs
 from newsletter.web.home import archive_feed, edition_title
 from newsletter.web.public import Public, language_feeds
 
@@ -39,6 +39,8 @@ _INVITATION = (
     '{message} <a href="{subscribe}" style="color:#0b4f8a;font-weight:bold;">{subscribe_text}</a>'
     ' · <a href="{archive}" style="color:#0b4f8a;">{archive_text}</a></div>'
 )
+# Beyond a database integer no mailing exists; the store would fail on the number itself.
+MAX_ID = 2**31 - 1
 
 
 def with_page_parts(copy: str, head: str, top: str) -> str:
@@ -56,13 +58,13 @@ def routes(public: Public) -> list[BaseRoute]:
         with public.engine.connect() as conn:
             row = conn.execute(
                 sa.select(m.c.html, m.c.language, m.c.edition, m.c.brief_ids, m.c.created_at)
-                .where(m.c.id == mailing_id, m.c.status != "cancelled")
+                .where(m.c.id == mailing_id, m.c.status != MailingStatus.CANCELLED)
             ).first()
             if row is None or row.html is None:
                 return None
             ids = list(row.brief_ids or ())
             live = set(conn.execute(
-                sa.select(schema.briefs.c.id).where(schema.briefs.c.id.in_(ids), live_briefs())
+                sa.select(schema.briefs.c.id).where(schema.briefs.c.id.in_(ids), briefs.public_clause())
             ).scalars()) if ids else set()
             edition = editions.get(row.edition)
             rendered = row.html
@@ -89,6 +91,8 @@ def routes(public: Public) -> list[BaseRoute]:
 
     async def page(request: Request) -> Response:
         mailing_id = request.path_params["mailing_id"]
+        if mailing_id > MAX_ID:
+            return public.not_found(request)
         return await public.page(request, ("copy", mailing_id), lambda: build(mailing_id),
                                  headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
 

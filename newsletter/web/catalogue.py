@@ -21,24 +21,17 @@ from newsletter.feeds.atom import entry_updated
 from newsletter.feeds.plan import Feed, usable_slug
 from newsletter.feeds.words import words as feed_words
 from newsletter.sanitize import clean_text
+from newsletter.states import MailingStatus
 from newsletter.store import schema
 
 PAGE_SIZE = 25
-CANCELLED = "cancelled"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def live_briefs() -> sa.ColumnElement[bool]:
-    """The briefs still published at their source (the one place that says what withdrawn means)."""
-    if "withdrawn_at" not in schema.briefs.c:  # TEMPORARY until the collect branch's column is merged
-        return sa.true()
-    return schema.briefs.c.withdrawn_at.is_(None)
 
 
 def _sent() -> sa.ColumnElement[bool]:
     """Mailings that went out: rendered, started and not cancelled."""
     m = schema.mailings
-    return sa.and_(m.c.status != CANCELLED, m.c.html.is_not(None), m.c.started_at.is_not(None))
+    return sa.and_(m.c.status != MailingStatus.CANCELLED, m.c.html.is_not(None), m.c.started_at.is_not(None))
 
 
 @dataclass(frozen=True)
@@ -70,7 +63,7 @@ def _summaries(conn: sa.Connection, edition: EditionConfig, rows: list[sa.Row]) 
     b = schema.briefs
     found = {
         r.id: BriefLink(clean_text(r.title), r.url)
-        for r in conn.execute(sa.select(b.c.id, b.c.title, b.c.url).where(b.c.id.in_(ids), live_briefs()))
+        for r in conn.execute(sa.select(b.c.id, b.c.title, b.c.url).where(b.c.id.in_(ids), briefs.public_clause()))
     } if ids else {}
     zone = ZoneInfo(edition.timezone)
     return tuple(
@@ -114,7 +107,7 @@ def feed_summaries(config: Config, conn: sa.Connection) -> list[FeedSummary]:
     countries = Countries.from_config(config)
     publisher = clean_text(config.publication.name)
     b = schema.briefs
-    rows = conn.execute(sa.select(b).where(live_briefs()))
+    rows = conn.execute(sa.select(b).where(briefs.public_clause()))
     counts: dict[Feed, list] = {}
     for row in rows:
         brief = briefs.from_row(row)
@@ -149,11 +142,10 @@ def state(conn: sa.Connection) -> StoreState:
     m, b = schema.mailings, schema.briefs
     mailings = conn.execute(sa.select(
         sa.func.max(m.c.id), sa.func.count(m.c.started_at), sa.func.count(m.c.html),
-        sa.func.sum(sa.case((m.c.status == CANCELLED, 1), else_=0)), sa.func.max(m.c.started_at),
+        sa.func.sum(sa.case((m.c.status == MailingStatus.CANCELLED, 1), else_=0)), sa.func.max(m.c.started_at),
     )).one()
-    withdrawn = b.c.withdrawn_at if "withdrawn_at" in b.c else sa.null()  # TEMPORARY, as in live_briefs
     stored = conn.execute(sa.select(
-        sa.func.count(), sa.func.max(b.c.updated_at), sa.func.count(withdrawn), sa.func.max(withdrawn),
+        sa.func.count(), sa.func.max(b.c.updated_at), sa.func.count(b.c.withdrawn_at), sa.func.max(b.c.withdrawn_at),
     )).one()
     times = (mailings[4], stored[1], stored[3])
     return StoreState((*mailings, *stored), max((t for t in times if t is not None), default=EPOCH))
