@@ -12,7 +12,6 @@ requests a second on one core.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -100,7 +99,6 @@ class Public:
         self._state: catalogue.StoreState | None = None
         self._checked = float("-inf")
         self._kept: dict[tuple, tuple[tuple, Kept]] = {}
-        self._lock = threading.Lock()
         self._key: bytes | None = None
 
     @property
@@ -149,10 +147,10 @@ class Public:
                 return self.not_found(request)
             modified = int(max(state.changed_at.timestamp(), self.started))
             kept = (state.signature, Kept.of(html, modified, media_type))
-            with self._lock:
-                if len(self._kept) >= MAX_KEPT:
-                    self._kept.clear()
-                self._kept[key] = kept
+            # Only the event loop's thread touches the kept pages: no lock needed.
+            if len(self._kept) >= MAX_KEPT:
+                self._kept.clear()
+            self._kept[key] = kept
         return self.answer(request, kept[1], headers or {})
 
     def not_found(self, request: Request) -> Response:
