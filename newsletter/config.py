@@ -272,6 +272,7 @@ class Config:
     dkim: DkimConfig
     web: WebConfig
     webhooks: WebhooksConfig = field(default_factory=lambda: WebhooksConfig())
+    bounces: BouncesConfig | None = None
 
     @property
     def root(self) -> Path:
@@ -416,6 +417,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Build a validated Config from parsed TOML (pure: no I/O)."""
     sections = {
         "publication", "store", "sources", "collect", "feed", "editions", "transport", "dkim", "web", "webhooks",
+        "bounces",
     }
     unknown = sorted(set(data) - sections)
     if unknown:
@@ -454,6 +456,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         dkim=_build(DkimConfig, "dkim", data.get("dkim", {})),
         web=_build(WebConfig, "web", data.get("web", {})),
         webhooks=_webhooks(data.get("webhooks", {})),
+        bounces=_bounces(data.get("bounces")),
     )
 
 
@@ -624,3 +627,50 @@ def check_secrets(config: Config) -> None:
             from newsletter.web.webhooks import load_sendgrid_key
 
             load_sendgrid_key(value, config.webhooks.sendgrid.public_key_env)
+
+
+BOUNCE_MAILBOX_KINDS = ("imap", "maildir")
+BOUNCE_TLS_MODES = ("ssl", "starttls", "none")
+
+
+@dataclass(frozen=True)
+class BouncesConfig:
+    """Where SMTP bounces and complaints arrive, and the VERP envelope sender that leads them there."""
+
+    # `local@domain`: each SMTP copy's Return-Path is `local+TOKEN@domain`, which must reach the mailbox.
+    return_path: str = field(metadata=check(lambda v: _address(v) or (
+        "a bare address such as 'bounces@newsletter.example.org' (no name, no '+')"
+        if "<" in v or "+" in v.partition("@")[0] else None)))
+    kind: str = field(metadata=check(_one_of(*BOUNCE_MAILBOX_KINDS)))
+    # maildir: the Maildir folder a local alias delivers the return path's mail into.
+    path: str = ""
+    # imap:
+    host: str = ""
+    port: int = field(default=993, metadata=check(_port))
+    tls: str = field(default="ssl", metadata=check(_one_of(*BOUNCE_TLS_MODES)))
+    username: str = ""
+    password_env: str = ""
+    mailbox: str = "INBOX"
+    # Processed messages are moved here (created when missing); what is left for a person stays.
+    processed_folder: str = "Processed"
+    # A PEM bundle of CA certificates trusted in addition to the system's (a private server's CA).
+    ca_file: str = ""
+    timeout_seconds: float = field(default=30.0, metadata=check(_positive))
+    # Messages read per fetch at most: a flood is worked off over several cycles.
+    max_messages: int = field(default=1000, metadata=check(_positive))
+
+
+def _bounces(data: Any) -> BouncesConfig | None:
+    if data is None:
+        return None
+    bounces = _build(BouncesConfig, "bounces", data)
+    if bounces.kind == "maildir" and not bounces.path:
+        raise ConfigError("bounces.path: missing; expected the Maildir folder the bounce address delivers into")
+    if bounces.kind == "imap":
+        for key in ("host", "username", "password_env"):
+            if not getattr(bounces, key):
+                raise ConfigError(f"bounces.{key}: missing; expected it with kind = \"imap\"")
+        if bounces.tls == "none" and bounces.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"bounces.tls = 'none': expected 'ssl' or 'starttls' for {bounces.host!r}, since "
+                              "the mailbox password would cross the network in clear")
+    return bounces

@@ -86,6 +86,12 @@ class MessageTemplate:
     headers: Mapping[str, str] = field(default_factory=dict)  # common to every copy, unencoded
 
 
+def message_id_digest(key: bytes, mailing_id: int, who: str) -> str:
+    """The keyed hash in a delivery's Message-ID (`who`: the subscriber id, or the address of a
+    copy to no subscriber): stable across retries, and a bounce quoting it proves which copy it was."""
+    return hmac.digest(key, f"message-id\0{mailing_id}\0{who}".encode(), "sha256").hex()
+
+
 class MessageFactory:
     """Builds each recipient's complete message from one rendered mailing.
 
@@ -186,8 +192,7 @@ class MessageFactory:
             message_id = f"<test.{self._label}.{secrets.token_hex(12)}@{self._domain}>"
         else:
             who = recipient.email if recipient.id is None else str(recipient.id)
-            digest = hmac.digest(self._key, f"message-id\0{self.mailing.id}\0{who}".encode(), "sha256").hex()
-            message_id = f"<{self.mailing.id}.{digest[:24]}@{self._domain}>"
+            message_id = f"<{self.mailing.id}.{message_id_digest(self._key, self.mailing.id, who)[:24]}@{self._domain}>"
         unsubscribe = f"<{values['unsubscribe_url']}>"
         if self._mailto:
             token = values["unsubscribe_url"].rpartition("/")[2]
