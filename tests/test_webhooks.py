@@ -36,7 +36,8 @@ def serve(tmp_path: Path, store_url: str, provider: str) -> Served:
     data = base_config(store_url)
     data["transport"] = {"kind": provider, "api_token_env": "UNUSED_API_TOKEN", "domain": "mg.example.org",
                          "webhook_secret_env": "TEST_WEBHOOK_SECRET", "soft_bounce_limit": 2}
-    return Served(write_config(tmp_path, data), free_port(), env={"TEST_WEBHOOK_SECRET": SECRETS[provider]})
+    return Served(write_config(tmp_path, data), free_port(),
+                  env={"TEST_WEBHOOK_SECRET": SECRETS[provider], "UNUSED_API_TOKEN": "unused"})
 
 
 @pytest.fixture
