@@ -635,6 +635,7 @@ def load(path: Path) -> Config:
     check_addresses(config.publication)
     check_transport(config, os.environ)
     check_dkim(config)
+    check_bounces(config, os.environ)
     return config
 
 
@@ -833,3 +834,11 @@ def _bounces(data: Any) -> BouncesConfig | None:
             raise ConfigError(f"bounces.tls = 'none': expected 'ssl' or 'starttls' for {bounces.host!r}, since "
                               "the mailbox password would cross the network in clear")
     return bounces
+
+
+def check_bounces(config: Config, environ: Mapping[str, str]) -> None:
+    """The IMAP bounce mailbox's password is in the environment before anything runs."""
+    bounces = config.bounces
+    if bounces is not None and bounces.kind == "imap" and not environ.get(bounces.password_env):
+        raise ConfigError(f"bounces.password_env = {bounces.password_env!r}: the environment variable "
+                          f"{bounces.password_env} is not set; expected it to hold the bounce mailbox's password")

@@ -118,10 +118,7 @@ class ImapBox:
 
     @classmethod
     def connect(cls, bounces: BouncesConfig, config: Config) -> "ImapBox":
-        password = os.environ.get(bounces.password_env, "")
-        if not password:
-            raise MailboxError(f"environment variable {bounces.password_env} is not set; it holds the bounce "
-                               f"mailbox's password (bounces.password_env)")
+        password = os.environ.get(bounces.password_env, "")  # present: the config's load checked it
         context = ssl.create_default_context()
         if bounces.ca_file:
             context.load_verify_locations(cafile=str(config.resolve(bounces.ca_file)))
