@@ -157,3 +157,22 @@ def test_a_missing_maildir_and_a_bad_section_say_what_to_fix(tmp_path: Path, sql
     data["bounces"] = {"return_path": RETURN_PATH, "kind": "imap", "host": "imap.example.org"}
     proc = run_cli("bounces", "fetch", config=write_config(tmp_path, data))
     assert proc.returncode == 2 and "bounces.username: missing" in proc.stderr
+
+
+def test_status_and_subscribers_show_say_where_bounces_came_from(tmp_path: Path, sqlite_url: str) -> None:
+    path, engine, mailing_id, box = setup(tmp_path, sqlite_url)
+    box.add(bounce("postfix_hard", rcpt="hard@example.net", verp=verp_of(engine, mailing_id, "hard@example.net")))
+    box.add(bounce("yahoo_arf", rcpt="complains@example.net",
+                   verp=verp_of(engine, mailing_id, "complains@example.net")))
+    run_cli("bounces", "fetch", config=path, check=True)
+    code, status = run_json("status", config=path)
+    assert code == 0
+    (mailing,) = status["mailings"]
+    assert mailing["late_bounces"] == 2
+    assert status["bounces"]["counts"] == {"hard_bounce": {"bounce mailbox": 1}, "complaint": {"bounce mailbox": 1}}
+    assert {(b["email"], b["kind"], b["source"]) for b in status["bounces"]["newest"]} == {
+        ("hard@example.net", "hard_bounce", "bounce mailbox"), ("complains@example.net", "complaint", "bounce mailbox")}
+    table = run_cli("status", config=path, env={"COLUMNS": "200"}, check=True).stdout
+    assert "Bounces and complaints" in table and "bounce mailbox" in table
+    shown = run_cli("subscribers", "show", "hard@example.net", config=path, check=True).stdout
+    assert "event: hard_bounce at" in shown and "via bounce mailbox" in shown
