@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Exit codes of `run --once`, for cron and monitors (documented in the README).
 EXIT_OK = 0
-EXIT_SOURCES = 3  # a source could not be collected, or the feeds could not be built
+EXIT_SOURCES = 3  # a source could not be collected, the feeds could not be built, or the bounce mailbox read
 EXIT_SENDING = 4  # a send failed or a mailing is paused
 EXIT_BOTH = 5
 

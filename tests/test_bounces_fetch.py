@@ -176,3 +176,15 @@ def test_status_and_subscribers_show_say_where_bounces_came_from(tmp_path: Path,
     assert "Bounces and complaints" in table and "bounce mailbox" in table
     shown = run_cli("subscribers", "show", "hard@example.net", config=path, check=True).stdout
     assert "event: hard_bounce at" in shown and "via bounce mailbox" in shown
+
+
+def test_run_once_fetches_the_bounce_mailbox(tmp_path: Path, sqlite_url: str) -> None:
+    path, engine, mailing_id, box = setup(tmp_path, sqlite_url)
+    box.add(bounce("postfix_hard", rcpt="hard@example.net", verp=verp_of(engine, mailing_id, "hard@example.net")))
+    code, report = run_json("run", "--once", config=path)
+    assert code == 0 and report["bounces"]["read"] == 1 and report["bounces"]["suppressed"] == 1, report
+    assert suppressed(engine) == {"hard@example.net": "hard_bounce"}
+    # A mailbox that cannot be read is a failure of the run's inputs, named in one line.
+    (tmp_path / "Maildir" / "new").rename(tmp_path / "Maildir" / "gone")
+    proc = run_cli("run", "--once", config=path)
+    assert proc.returncode == 3 and "bounces: bounces.path" in proc.stderr
