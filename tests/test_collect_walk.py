@@ -94,3 +94,17 @@ def test_a_bad_post_is_skipped_with_its_reason_and_the_rest_stored(tmp_path, sql
     assert reasons[str(control)].startswith("unreadable text: ")
     assert (reasons[str(untitled)], reasons[str(undated)]) == ("no title", "no publication date")
     assert len(good) == 3
+
+
+def test_a_scheduled_post_published_later_is_collected(tmp_path, engine, wp):
+    wp.publish(5, at=hours_ago(6))
+    # Scheduled yesterday evening for this morning: its modified time stays where scheduling left it.
+    [scheduled] = wp.publish(1, at=hours_ago(8), title="Scheduled {n}")
+    wp.posts[scheduled].update(status="future", date_gmt=hours_ago(1).replace(tzinfo=None).isoformat())
+    config = config_for(tmp_path, "sqlite:///unused", wp)
+    [first] = collect_all(config, engine)
+    assert first.new == 5
+    wp.posts[scheduled]["status"] = "publish"  # what WordPress's cron does, and nothing more
+    [second] = collect_all(config, engine)
+    assert (second.error, second.new) == (None, 1)
+    assert f"Scheduled {scheduled}" in titles(engine)
