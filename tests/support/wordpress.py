@@ -149,9 +149,9 @@ class Site:
         self.one("reset")
         (self.docroot / ".maintenance").unlink(missing_ok=True)
 
-    def on_page(self, page: int, ops: list[dict[str, Any]]) -> None:
-        """Run `ops` when a collector next asks for posts page `page`, before WordPress answers it."""
-        self.set_option("nl_on_page", {"page": page, "ops": ops})
+    def on_request(self, nth: int, ops: list[dict[str, Any]]) -> None:
+        """Run `ops` before WordPress answers a collector's nth request for posts from now on."""
+        self.set_option("nl_on_request", {"request": nth, "ops": ops})
 
     @contextmanager
     def switch(self, name: str, value: Any) -> Iterator[None]:

@@ -5,8 +5,9 @@
  * switch is an option the tests set through wp.php.
  *   nl_require_login  the REST API answers 401 to anonymous requests (as "disable REST API" plugins do)
  *   nl_answer         "html": /wp-json/ answers a 200 HTML page; "fatal": a broken plugin, a PHP fatal error (500)
- *   nl_on_page        {"page": N, "ops": [...]}: when a collector asks /wp/v2/posts page N, run the
- *                     operations first (a publisher editing while the collector pages), once
+ *   nl_on_request     {"request": N, "ops": [...]}: when a collector makes its Nth request for
+ *                     /wp/v2/posts, run the operations first (a publisher editing while the
+ *                     collector pages, whatever the collector's paging parameters), once
  */
 
 function nl_is_rest_path(): bool {
@@ -35,9 +36,14 @@ add_filter('rest_authentication_errors', function ($result) {
 });
 
 add_filter('rest_pre_dispatch', function ($result, $server, $request) {
-    $hook = get_option('nl_on_page');
-    if ($hook && $request->get_route() === '/wp/v2/posts' && (int) ($request['page'] ?? 1) === (int) $hook['page']) {
-        delete_option('nl_on_page');
+    $hook = get_option('nl_on_request');
+    if ($hook && $request->get_route() === '/wp/v2/posts') {
+        $hook['seen'] = ($hook['seen'] ?? 0) + 1;
+        if ($hook['seen'] < (int) $hook['request']) {
+            update_option('nl_on_request', $hook);
+            return $result;
+        }
+        delete_option('nl_on_request');
         require_once __DIR__ . '/ops.php';
         foreach ($hook['ops'] as $op) {
             nl_run($op);

@@ -111,7 +111,7 @@ function nl_reset(array $op): bool {
         $wpdb->query("TRUNCATE TABLE $table");
     }
     $wpdb->query("UPDATE $wpdb->term_taxonomy SET count = 0");
-    foreach (['nl_answer', 'nl_require_login', 'nl_on_page'] as $name) {
+    foreach (['nl_answer', 'nl_require_login', 'nl_on_request'] as $name) {
         delete_option($name);
     }
     wp_cache_flush();
