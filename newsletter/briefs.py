@@ -243,9 +243,14 @@ def sighted_by(conn: sa.Connection, source: str, *, published_since: datetime) -
 
 
 def brief_of(conn: sa.Connection, source: str, key: str) -> int | None:
-    """The id of the brief a source's item is a sighting of, if stored."""
+    """The id of the brief a source's item is a sighting of, if stored: by its key, else (a page
+    linked under another spelling of its URL) by the key's canonical URL."""
     s = schema.sightings
-    return conn.execute(sa.select(s.c.brief_id).where(s.c.source == source, s.c.key == key)).scalar()
+    found = conn.execute(sa.select(s.c.brief_id).where(s.c.source == source, s.c.key == key)).scalar()
+    if found is not None:
+        return found
+    return conn.execute(sa.select(s.c.brief_id).where(s.c.source == source, s.c.canonical_url == canonical_url(key))
+                        .order_by(s.c.id).limit(1)).scalar()
 
 
 def by_ids(conn: sa.Connection, ids: Sequence[int]) -> list[Brief]:

@@ -170,3 +170,19 @@ def test_auth_settings_are_checked_at_load(tmp_path, source, words):
     data["sources"] = [{"name": "s", "url": "https://briefs.example.org", "language": "en", **source}]
     with pytest.raises(ConfigError, match=words):
         load(write_config(tmp_path, data))
+
+
+def test_a_listed_article_page_that_is_gone_withdraws_its_brief(tmp_path, sqlite_url, fixture_server):
+    english, _ = mount_sites(fixture_server)
+    fixture_server.routes["/listing/"] = Reply(
+        '<html><body><a href="/news/river-port-seizure-exposes-cocaine-route/">a</a>'
+        '<a href="/news/port-workers-charged-in-santo-domingo/#top">b</a></body></html>')
+    config = write(tmp_path, sqlite_url, {"name": "pages", "kind": "pages", "url": fixture_server.url,
+                                          "listing_url": fixture_server.url + "/listing/",
+                                          "analysis_headings": ["Crime Briefs Analysis"]})
+    assert run_json("collect", config=config)[1]["sources"][0]["new"] == 2
+    english.raw[:] = [p for p in english.raw if "port-workers" not in p["link"]]
+    code, data = run_json("collect", config=config)
+    assert (code, data["sources"][0]["withdrawn"]) == (0, 1)
+    [tombstone] = feed(config).iter(TOMBSTONE)
+    assert tombstone.find(f"{ATOM}link").get("href").endswith("/news/port-workers-charged-in-santo-domingo/")
