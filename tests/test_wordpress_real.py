@@ -237,6 +237,28 @@ def withdrawn(source_status: dict[str, Any]) -> int:
     return source_status["withdrawn"]
 
 
+def test_a_bad_post_is_skipped_with_its_reason_and_the_rest_stored(sites, tmp_path):
+    en = sites["en"]
+    en.publish("Brief before the bad ones")
+    en.publish("Brief with stray bytes",
+               content=brief_html("Brief with stray bytes") + "<p>Pasted\u000b from a \u001b[0m terminal\ufffe.</p>")
+    untitled = en.publish("")
+    en.publish("Brief after the bad ones")
+    config = configure(tmp_path, source(en))
+
+    code, result = collect(config)
+    assert code == 0 and result["wp-en"]["error"] is None, result
+    # The post without a title is skipped, with its id and why; the rest of the source is stored.
+    assert [(s["id"], s["reason"]) for s in result["wp-en"]["skipped"]] == [(str(untitled["id"]), "no title")], result
+    assert result["wp-en"]["new"] == 3, result
+    # Control characters, which XML cannot carry and lxml refuses, are dropped; the post's text is kept.
+    entries = {e.title: e for e in feed(config, "en").entries}
+    assert sorted(entries) == ["Brief after the bad ones", "Brief before the bad ones", "Brief with stray bytes"]
+    text = entries["Brief with stray bytes"].content[0].value
+    assert "Pasted from a [0m terminal." in text, text
+    assert not re.search("[\x0b\x1b\ufffe]", text)
+
+
 # --- briefs versus profiles ---------------------------------------------------------------------
 
 

@@ -125,10 +125,12 @@ class Site:
                         tags=tags or ["Colombia"], **fields)
 
     def bulk_publish(self, n: int, *, title: str, date_gmt: str, categories: list[str] | None = None,
-                     tags: list[str] | None = None) -> list[int]:
-        """n posts published together: one date, one modified time. `title` may hold {i}."""
+                     tags: list[str] | None = None, step_seconds: int = 0) -> list[int]:
+        """n posts published together: one date, one modified time (or each `step_seconds` after
+        the previous one, from `date_gmt`). `title` may hold {i}."""
         country = (tags or ["Colombia"])[0]
-        return self.one("bulk", n=n, title=title, date_gmt=date_gmt,
+        spread = {"step_seconds": step_seconds} if step_seconds else {}
+        return self.one("bulk", n=n, title=title, date_gmt=date_gmt, **spread,
                         content=brief_html(title, language=self.language, country=country),
                         categories=categories or [NEWS[self.language]], tags=tags or ["Colombia"])
 

@@ -88,11 +88,15 @@ function nl_update(array $op): array {
 
 function nl_bulk(array $op): array {
     // n posts published in one go: the same date, hence the same modified time (wp_insert_post
-    // copies a new post's date into post_modified).
+    // copies a new post's date into post_modified), unless step_seconds spreads them out.
     wp_defer_term_counting(true);
     $out = [];
     for ($i = 1; $i <= (int) $op['n']; $i++) {
         $one = $op;
+        if (isset($op['step_seconds'])) {
+            // Published one after the other instead: each post step_seconds after the previous one.
+            $one['date_gmt'] = gmdate('Y-m-d H:i:s', strtotime($op['date_gmt'] . ' UTC') + $i * (int) $op['step_seconds']);
+        }
         foreach (['title', 'content', 'slug'] as $key) {
             if (isset($op[$key])) {
                 $one[$key] = str_replace('{i}', (string) $i, $op[$key]);
