@@ -9,7 +9,9 @@ the file only names the environment variables that hold them.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 import typing
 import zoneinfo
@@ -79,11 +81,13 @@ def _name(value: str) -> str | None:
 
 
 def _address(value: str) -> str | None:
-    from email.utils import parseaddr
+    return None if mailbox(value) else "an email address such as 'Name <news@example.org>'"
 
-    _, addr = parseaddr(value)
-    if "@" not in addr or "\n" in value or "\r" in value:
-        return "an email address such as 'Name <news@example.org>'"
+
+def _language_urls(value: dict[str, str]) -> str | None:
+    for language, url in value.items():
+        if _language(language) or _url(url):
+            return "a table of language codes to absolute http(s) URLs, such as {es = 'https://...'}"
     return None
 
 
@@ -104,12 +108,18 @@ class Publication:
     donate_params: dict[str, str] = field(default_factory=dict)
     licence: str = "CC BY-NC 4.0"
     licence_url: str = field(default="https://creativecommons.org/licenses/by-nc/4.0/", metadata=check(_url))
+    # The licence in a reader's language, by edition language, e.g. {es = ".../legalcode.es"};
+    # languages not listed get `licence_url`.
+    licence_urls: dict[str, str] = field(default_factory=dict, metadata=check(_language_urls))
     reply_to: str = field(default="", metadata=check(lambda v: v and _address(v)))
     logo_url: str = field(default="", metadata=check(lambda v: v and _url(v)))
     # Mailbox that receives mailto: unsubscribe requests (List-Unsubscribe).
     unsubscribe_mailto: str = ""
     # Feedback-ID sender tag (Gmail's feedback loop), e.g. "insightcrime".
     feedback_id_sender: str = ""
+
+    def licence_url_for(self, language: str) -> str:
+        return self.licence_urls.get(language, self.licence_url)
 
 
 @dataclass(frozen=True)
@@ -201,7 +211,6 @@ class TransportConfig:
     # Mailgun sends per domain; Postmark per message stream.
     domain: str = ""
     message_stream: str = "broadcast"
-    webhook_secret_env: str = ""
     connections: int = field(default=4, metadata=check(_positive))
     rate_per_second: float = field(default=0.0, metadata=check(_non_negative))
     burst: int = field(default=50, metadata=check(_positive))
@@ -214,6 +223,15 @@ class TransportConfig:
     failure_threshold: float = field(default=0.2, metadata=check(_positive))
     failure_min: int = field(default=50, metadata=check(_positive))
     soft_bounce_limit: int = field(default=3, metadata=check(_positive))
+    # How long a send worker's claims outlive its last heartbeat: a resume after a crash waits at most this.
+    claim_lease_seconds: float = field(default=60.0, metadata=check(lambda v: None if v >= 1 else "1 or more seconds"))
+    # smtp: the name given in EHLO (default: the domain of [publication].sender, never an IP literal).
+    ehlo_name: str = ""
+    # smtp: a PEM bundle of CA certificates trusted in addition to the system's (a private relay's CA).
+    ca_file: str = ""
+    # smtp: a client certificate (PEM) and its key, for relays that authenticate senders by certificate.
+    client_cert: str = ""
+    client_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -230,6 +248,10 @@ class WebConfig:
     operator_token_env: str = "NEWSLETTER_OPERATOR_TOKEN"
     subscribe_rate_per_hour: int = field(default=20, metadata=check(_positive))
     confirm_hours: int = field(default=48, metadata=check(_positive))
+    # Confirmation emails one address may receive in any 24 hours, whoever asks for them.
+    confirmations_per_address: int = field(default=3, metadata=check(_positive))
+    # Proxies (IPs or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto are believed.
+    trusted_proxies: list[str] = field(default_factory=list, metadata=check(lambda v: _networks(v)))
 
 
 @dataclass(frozen=True)
@@ -244,6 +266,7 @@ class Config:
     transport: TransportConfig
     dkim: DkimConfig
     web: WebConfig
+    webhooks: WebhooksConfig = field(default_factory=lambda: WebhooksConfig())
 
     @property
     def root(self) -> Path:
@@ -261,8 +284,10 @@ class Config:
         raise ConfigError(f"editions: no edition named {name!r} (configured: {known})")
 
     def secret_key(self) -> bytes:
-        """The HMAC key for tokens, from NEWSLETTER_SECRET_KEY."""
-        return require_secret("NEWSLETTER_SECRET_KEY", "signs the links in emails and pages").encode()
+        """The HMAC key for tokens, from NEWSLETTER_SECRET_KEY (at least 32 characters)."""
+        value = require_secret(SECRET_KEY_ENV, SECRET_KEY_PURPOSE)
+        strong_secret(SECRET_KEY_ENV, value, SECRET_KEY_PURPOSE)
+        return value.encode()
 
     @property
     def store_url(self) -> str:
@@ -385,13 +410,15 @@ def _check_auth(key: str, source: SourceConfig) -> None:
 def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Build a validated Config from parsed TOML (pure: no I/O)."""
     sections = {
-        "publication", "store", "sources", "collect", "feed", "editions", "transport", "dkim", "web",
+        "publication", "store", "sources", "collect", "feed", "editions", "transport", "dkim", "web", "webhooks",
     }
     unknown = sorted(set(data) - sections)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section; expected one of {', '.join(sorted(sections))}")
     if "publication" not in data:
         raise ConfigError("publication: missing; expected a [publication] table with name, site_url, public_url, sender")
+    check_env_names(data)
+    refuse_shared_webhook_secret(data)
 
     def table_list(name: str, cls: type) -> list[Any]:
         raw = data.get(name, [])
@@ -421,7 +448,169 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         transport=_build(TransportConfig, "transport", data.get("transport", {})),
         dkim=_build(DkimConfig, "dkim", data.get("dkim", {})),
         web=_build(WebConfig, "web", data.get("web", {})),
+        webhooks=_webhooks(data.get("webhooks", {})),
     )
+
+
+# Cross-field rules and what the environment and files must hold: checked by `load`, so no
+# command meets them half-way through its work (a send worker, a rendered mailing).
+
+API_KINDS = ("postmark", "sendgrid", "mailgun")
+
+
+def mailbox(value: str) -> tuple[str, str] | None:
+    """(display name, address) of one mailbox such as 'Name <news@example.org>', or None when
+    it is not exactly one valid address (email-validator, without DNS look-ups)."""
+    from email.errors import HeaderParseError
+    from email.headerregistry import HeaderRegistry
+
+    from email_validator import EmailNotValidError, validate_email
+
+    if not value or "\n" in value or "\r" in value:
+        return None
+    try:
+        header = HeaderRegistry()("To", value)
+    except (HeaderParseError, IndexError, ValueError):
+        return None
+    if header.defects or len(header.addresses) != 1:
+        return None
+    address = header.addresses[0]
+    try:
+        validate_email(address.addr_spec, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return address.display_name, address.addr_spec
+
+
+def sender_domain(config: "Config") -> str:
+    """The domain of [publication].sender's address (validated at load)."""
+    found = mailbox(config.publication.sender)
+    return found[1].rpartition("@")[2] if found else ""
+
+
+def _hostname(value: str) -> str | None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return "a host name such as 'mail.example.org', not an IP literal (relays refuse or score those)"
+    labels = value.split(".")
+    ok = len(value) <= 253 and len(labels) >= 2 and all(
+        label and len(label) <= 63 and label.isascii() and all(c.isalnum() or c == "-" for c in label)
+        and not label.startswith("-") and not label.endswith("-") for label in labels)
+    return None if ok else "a fully qualified host name such as 'mail.example.org'"
+
+
+def transport_secret(t: "TransportConfig") -> str:
+    """The SMTP password or API token the transport uses ('' when it needs none); present, since `load` checked."""
+    if t.kind == "smtp":
+        return os.environ.get(t.password_env, "") if t.username else ""
+    if t.kind in API_KINDS:
+        return os.environ.get(t.api_token_env, "")
+    return ""
+
+
+def check_addresses(publication: Publication) -> None:
+    for key in ("sender", "reply_to", "unsubscribe_mailto"):
+        value = getattr(publication, key)
+        if (value or key == "sender") and mailbox(value) is None:
+            raise ConfigError(f"publication.{key} = {value!r}: expected one valid email address such as "
+                              f"'Name <news@example.org>' or 'news@example.org'")
+
+
+def check_transport(config: "Config", environ: Mapping[str, str]) -> None:
+    """TLS modes, credentials present in the environment, provider fields, EHLO name, CA and client certificates."""
+    t = config.transport
+    if t.kind == "smtp":
+        if t.starttls and t.ssl:
+            raise ConfigError("transport.starttls and transport.ssl are both true: expected one of them "
+                              "(starttls upgrades a plain connection, ssl is TLS from the start)")
+        if t.username and not t.password_env:
+            raise ConfigError(f"transport.password_env: missing; expected the name of the environment "
+                              f"variable holding the SMTP password of {t.username!r}")
+        if t.password_env and not t.username:
+            raise ConfigError(f"transport.username: missing; expected the SMTP login that the password in "
+                              f"{t.password_env} belongs to")
+        if t.username and not environ.get(t.password_env):
+            raise ConfigError(f"transport.password_env = {t.password_env!r}: the environment variable "
+                              f"{t.password_env} is not set; expected it to hold the SMTP password of {t.username!r}")
+        if t.ehlo_name and (expected := _hostname(t.ehlo_name)):
+            raise ConfigError(f"transport.ehlo_name = {t.ehlo_name!r}: expected {expected}")
+        if not t.ehlo_name and (expected := _hostname(sender_domain(config))):
+            raise ConfigError(f"transport.ehlo_name: missing, and the sender's domain {sender_domain(config)!r} "
+                              f"cannot stand in for it; expected {expected}")
+        _check_tls_files(config)
+    elif t.kind in API_KINDS:
+        if not t.api_token_env:
+            raise ConfigError(f"transport.api_token_env: missing; expected the name of the environment variable "
+                              f"holding the {t.kind} API token")
+        if not environ.get(t.api_token_env):
+            raise ConfigError(f"transport.api_token_env = {t.api_token_env!r}: the environment variable "
+                              f"{t.api_token_env} is not set; expected it to hold the {t.kind} API token")
+        if t.kind == "mailgun" and not t.domain:
+            raise ConfigError("transport.domain: missing; expected the Mailgun sending domain, e.g. 'mg.example.org'")
+
+
+def _check_tls_files(config: "Config") -> None:
+    import ssl
+
+    from newsletter.send.smtp import tls_context
+
+    t = config.transport
+    tls_keys = [k for k in ("ca_file", "client_cert", "client_key") if getattr(t, k)]
+    if tls_keys and not (t.starttls or t.ssl):
+        raise ConfigError(f"transport.{tls_keys[0]} = {getattr(t, tls_keys[0])!r}: set, but neither transport.starttls "
+                          f"nor transport.ssl is true; expected one of them, or no TLS files")
+    if t.client_key and not t.client_cert:
+        raise ConfigError(f"transport.client_cert: missing; expected the PEM certificate that goes with "
+                          f"transport.client_key = {t.client_key!r}")
+    for key in tls_keys:
+        path = config.resolve(getattr(t, key))
+        if not path.is_file():
+            raise ConfigError(f"transport.{key} = {getattr(t, key)!r}: cannot read {path}; expected a PEM file")
+    ca = config.resolve(t.ca_file) if t.ca_file else None
+    try:
+        tls_context(ca, None)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"transport.ca_file = {t.ca_file!r}: not a PEM bundle of CA certificates ({exc})") from exc
+    if t.client_cert:
+        key = config.resolve(t.client_key) if t.client_key else None
+        try:
+            tls_context(None, (config.resolve(t.client_cert), key))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(f"transport.client_cert = {t.client_cert!r}, transport.client_key = {t.client_key!r}: "
+                              f"expected a PEM certificate and its unencrypted private key ({exc})") from exc
+
+
+def check_dkim(config: "Config") -> None:
+    """All three keys or none; the key readable, an RSA private key in PEM, able to sign (rsa-sha256)."""
+    import dkim
+
+    settings = config.dkim
+    given = [k for k in ("selector", "domain", "private_key_path") if getattr(settings, k)]
+    if not given:
+        return
+    missing = [k for k in ("selector", "domain", "private_key_path") if not getattr(settings, k)]
+    if missing:
+        raise ConfigError(f"dkim.{missing[0]}: missing; expected dkim.selector, dkim.domain and "
+                          f"dkim.private_key_path all set to sign messages, or none of them")
+    if expected := _hostname(settings.domain):
+        raise ConfigError(f"dkim.domain = {settings.domain!r}: expected {expected}")
+    path = config.resolve(settings.private_key_path)
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: cannot read {path}: "
+                          f"{exc.strerror}") from exc
+    probe = b"From: a@example.org\r\nSubject: probe\r\n\r\nprobe\r\n"
+    try:
+        dkim.sign(probe, settings.selector.encode(), settings.domain.encode(), key)
+    except (dkim.DKIMException, ValueError, TypeError, IndexError) as exc:
+        raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: expected an RSA private key "
+                          f"in PEM of 1024 bits or more (messages are signed rsa-sha256): {exc}") from exc
 
 
 def config_path(explicit: str | None) -> Path:
@@ -438,5 +627,159 @@ def load(path: Path) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse(data, path)
+    config = parse(data, path)
+    check_secrets(config)
+    check_addresses(config.publication)
+    check_transport(config, os.environ)
+    check_dkim(config)
+    return config
 
+
+
+# -- Secrets, webhooks and trusted proxies --------------------------------------------------------
+# A secret is only as good as its length: a short signing key falls to an offline brute force
+# from any one link, and then every subscriber's links can be forged.
+SECRET_MIN_CHARS = 32
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"
+SECRET_KEY_PURPOSE = "signs the links in emails and pages"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def strong_secret(env_name: str, value: str, purpose: str) -> None:
+    """Stop when a secret is too short to resist guessing; says how to make a good one."""
+    if len(value) < SECRET_MIN_CHARS:
+        raise ConfigError(
+            f"environment variable {env_name} holds {len(value)} characters; it {purpose} and needs at least "
+            f"{SECRET_MIN_CHARS} random ones. Make one with: {MAKE_SECRET}")
+
+
+def _looks_like_secret(value: str) -> bool:
+    """True for a value that is not a plausible variable name (a pasted token, key or password)."""
+    if not _ENV_NAME.fullmatch(value):
+        return True
+    # Variable names are words joined by '_'; a long run of letters and digits without one is a token.
+    return len(value) >= 20 and "_" not in value and any(c.isdigit() for c in value)
+
+
+def check_env_names(data: Mapping[str, Any], where: str = "") -> None:
+    """Every `*_env` key must name an environment variable; a secret pasted there is refused
+    without being repeated, so the error message (and any log holding it) does not leak it."""
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(value, Mapping):
+            check_env_names(value, path)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    check_env_names(item, f"{path}[{i}]")
+        elif str(key).endswith("_env") and isinstance(value, str) and value and _looks_like_secret(value):
+            raise ConfigError(
+                f"{path}: the value (not shown) looks like a secret, not the name of an environment variable; "
+                f"put the secret in an environment variable and write that variable's name here, "
+                f"e.g. {key} = \"NEWSLETTER_{str(key).removesuffix('_env').upper()}\"")
+
+
+def _networks(values: list[str]) -> str | None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return f"IP addresses or CIDR networks such as '127.0.0.1' or '10.0.0.0/8' ({value!r} is neither)"
+    return None
+
+
+def _required(value: str) -> str | None:
+    return None if value else "the name of an environment variable"
+
+
+@dataclass(frozen=True)
+class PostmarkWebhook:
+    """HTTP basic auth credentials of Postmark's webhook URL, each in its own variable."""
+
+    username_env: str = field(metadata=check(_required))
+    password_env: str = field(metadata=check(_required))
+
+
+@dataclass(frozen=True)
+class SendgridWebhook:
+    """SendGrid's signed event webhook verification key: a public key, used only to verify."""
+
+    public_key_env: str = field(metadata=check(_required))
+
+
+@dataclass(frozen=True)
+class MailgunWebhook:
+    """Mailgun's HTTP webhook signing key (HMAC)."""
+
+    signing_key_env: str = field(metadata=check(_required))
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    """One section per provider; a provider's route answers 404 unless its section is here."""
+
+    postmark: PostmarkWebhook | None = None
+    sendgrid: SendgridWebhook | None = None
+    mailgun: MailgunWebhook | None = None
+
+
+_WEBHOOK_SECTIONS: dict[str, type] = {"postmark": PostmarkWebhook, "sendgrid": SendgridWebhook,
+                                      "mailgun": MailgunWebhook}
+
+
+def _webhooks(data: Any) -> WebhooksConfig:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"webhooks = {data!r}: expected a table with [webhooks.postmark], [webhooks.sendgrid] "
+                          "or [webhooks.mailgun]")
+    unknown = sorted(set(data) - set(_WEBHOOK_SECTIONS))
+    if unknown:
+        raise ConfigError(f"webhooks.{unknown[0]}: unknown provider; expected one of {', '.join(_WEBHOOK_SECTIONS)}")
+    return WebhooksConfig(**{name: _build(cls, f"webhooks.{name}", data[name])
+                             for name, cls in _WEBHOOK_SECTIONS.items() if name in data})
+
+
+_OLD_WEBHOOK_ADVICE = {
+    "postmark": '[webhooks.postmark]\nusername_env = "POSTMARK_WEBHOOK_USER"\npassword_env = "POSTMARK_WEBHOOK_PASSWORD"',
+    "sendgrid": '[webhooks.sendgrid]\npublic_key_env = "SENDGRID_WEBHOOK_PUBLIC_KEY"',
+    "mailgun": '[webhooks.mailgun]\nsigning_key_env = "MAILGUN_WEBHOOK_SIGNING_KEY"',
+}
+
+
+def refuse_shared_webhook_secret(data: Mapping[str, Any]) -> None:
+    """`[transport].webhook_secret_env` shared one variable among the three providers, so SendGrid's
+    public key also opened the Mailgun and Postmark routes. It cannot be kept safely: say what replaces it."""
+    transport = data.get("transport")
+    if not isinstance(transport, Mapping) or "webhook_secret_env" not in transport:
+        return
+    kind = transport.get("kind")
+    sections = [_OLD_WEBHOOK_ADVICE[kind]] if kind in _OLD_WEBHOOK_ADVICE else list(_OLD_WEBHOOK_ADVICE.values())
+    raise ConfigError(
+        "transport.webhook_secret_env: no longer read (one variable shared by every provider let anyone who "
+        "knows SendGrid's public key forge Mailgun and Postmark events); remove it and configure each "
+        "provider's webhook in its own section, with its own variables, e.g.\n" + "\n".join(sections))
+
+
+def _secret_env_names(config: Config) -> list[tuple[str, str]]:
+    """(variable, purpose) of every shared secret the config names; all must be strong when set."""
+    names = [(SECRET_KEY_ENV, SECRET_KEY_PURPOSE),
+             (config.web.operator_token_env, "is the operator API's bearer token")]
+    if config.webhooks.postmark:
+        names.append((config.webhooks.postmark.password_env, "is the Postmark webhook's basic auth password"))
+    if config.webhooks.mailgun:
+        names.append((config.webhooks.mailgun.signing_key_env, "is the Mailgun webhook signing key"))
+    return names
+
+
+def check_secrets(config: Config) -> None:
+    """At start: every shared secret that is set is long enough; SendGrid's key is a readable public key."""
+    for env_name, purpose in _secret_env_names(config):
+        value = os.environ.get(env_name, "") if env_name else ""
+        if value:
+            strong_secret(env_name, value, purpose)
+    if config.webhooks.sendgrid:
+        value = os.environ.get(config.webhooks.sendgrid.public_key_env, "")
+        if value:
+            from newsletter.web.webhooks import load_sendgrid_key
+
+            load_sendgrid_key(value, config.webhooks.sendgrid.public_key_env)
