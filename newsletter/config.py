@@ -632,6 +632,8 @@ def load(path: Path) -> Config:
     check_addresses(config.publication)
     check_transport(config, os.environ)
     check_dkim(config)
+    for source in config.sources:
+        source.auth()  # a source's login password must be in the environment before any command runs
     return config
 
 

@@ -17,7 +17,9 @@ from newsletter.collect import SourceResult, collect_all
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("collect", help="fetch every source and store new and edited briefs")
-    parser.add_argument("--json", action="store_true", help="print per source new, updated, unchanged, requests, error")
+    parser.add_argument("--json", action="store_true",
+                        help="print per source new, updated, unchanged, withdrawn, requests, error, skipped items, "
+                             "deferred_until")
     parser.set_defaults(handler=run)
 
 
@@ -64,6 +66,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         ctx.print_json({"sources": [r.as_dict() for r in results]})
     else:
         console.print(summary_table(results))
+        for r in results:
+            for item in r.skipped:
+                console.print(f"{r.name}: skipped item {item['id']}: {item['reason']}", markup=False)
     failed = [r for r in results if r.error]
     for r in failed:
         # Plain lines, never wrapped, so scripts can grep them.
