@@ -216,6 +216,26 @@ def test_only_public_posts_are_stored(sites, tmp_path):
     assert titles(config, "en") == ["Public brief on Colombia"]
 
 
+def test_a_scheduled_post_is_collected_when_wordpress_publishes_it(sites, tmp_path):
+    en = sites["en"]
+    # An editor schedules a draft: its modified time is when it was scheduled, not when it goes out.
+    draft = en.publish("Scheduled brief on Ecuador", status="draft", tags=["Ecuador"])
+    scheduled = en.update(draft["id"], status="future", date_gmt=iso(datetime.now(timezone.utc) + timedelta(hours=1)))
+    assert scheduled["status"] == "future"
+    time.sleep(2)
+    en.publish("Brief published meanwhile")
+    config = configure(tmp_path, source(en))
+    code, result = collect(config)
+    assert code == 0 and result["wp-en"]["new"] == 1, result
+    assert titles(config, "en") == ["Brief published meanwhile"]
+
+    published = en.one("cron_publish", id=draft["id"])
+    assert published["status"] == "publish" and published["modified_gmt"] == scheduled["modified_gmt"]
+    code, result = collect(config)
+    assert code == 0 and result["wp-en"]["new"] == 1, result
+    assert sorted(titles(config, "en")) == ["Brief published meanwhile", "Scheduled brief on Ecuador"]
+
+
 def test_trashed_unpublished_deleted_and_protected_posts_are_withdrawn(sites, tmp_path):
     en = sites["en"]
     en.publish("Brief that stays")

@@ -108,6 +108,17 @@ function nl_bulk(array $op): array {
     return $out;
 }
 
+function nl_cron_publish(int $id): array {
+    // A scheduled post's time comes (its date moved to now, as the clock would) and WP-Cron runs
+    // its job: the status becomes publish, post_modified stays when the post was scheduled.
+    global $wpdb;
+    [$local, $utc] = nl_gmt(null);
+    $wpdb->update($wpdb->posts, ['post_date' => $local, 'post_date_gmt' => $utc], ['ID' => $id]);
+    clean_post_cache($id);
+    check_and_publish_future_post($id);
+    return nl_result($id);
+}
+
 function nl_reset(array $op): bool {
     // Every post gone, terms and users kept, test switches off: a site as installed.
     global $wpdb;
@@ -128,6 +139,7 @@ function nl_run(array $op) {
         case 'bulk': return nl_bulk($op);
         case 'update': return nl_update($op);
         case 'trash': return (bool) wp_trash_post((int) $op['id']);
+        case 'cron_publish': return nl_cron_publish((int) $op['id']);
         case 'delete': return (bool) wp_delete_post((int) $op['id'], true);
         case 'terms': return nl_term_ids($op['names'], $op['taxonomy']);
         case 'option':
