@@ -302,11 +302,13 @@ require_once ABSPATH . 'wp-settings.php';
 
     def _wait_http(self, site: Site) -> None:
         deadline = time.monotonic() + START_TIMEOUT
+        error: object = "no answer yet"
         while True:
             try:
                 with urllib.request.urlopen(site.url + "/wp-json/", timeout=5) as answer:
                     if answer.status == 200:
                         return
+                    error = f"HTTP {answer.status}"
             except (urllib.error.URLError, OSError) as exc:
                 error = exc
             if site.process.poll() is not None or time.monotonic() > deadline:
