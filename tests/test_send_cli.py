@@ -23,12 +23,12 @@ from tests.support.cli import run_cli, run_json
 from tests.support.sending import add_subscribers, make_mailing, mailing, send_config, states
 from tests.support.smtpd import Behaviour, SMTPServer
 
-ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key"}
+ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
 
 
 @pytest.fixture(autouse=True)
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
 
 
 def emails(n: int) -> list[str]:

@@ -21,7 +21,7 @@ LEASE = timedelta(minutes=5)
 
 @pytest.fixture(autouse=True)
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
 
 
 def test_deliveries_are_created_once_and_suppressed_addresses_say_so(tmp_path: Path, engine: sa.Engine,

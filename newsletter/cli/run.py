@@ -7,6 +7,7 @@ import sys
 
 from newsletter import locks
 from newsletter.cli.context import Context
+from newsletter.cli.output import error_line
 from newsletter.scheduler import Job, RunReport, run_forever
 
 
@@ -57,5 +58,5 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     else:
         _print(ctx, report)
     for failure in report.source_failures + report.send_failures:
-        print(f"newsletter: error: {failure}", file=sys.stderr)
+        print(error_line(failure), file=sys.stderr)
     return _stopped(job) or report.exit_code

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+import contextlib
 from typing import AsyncIterator
 
 import sqlalchemy as sa
@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from newsletter.config import Config
+from newsletter.errors import ConfigError
 from newsletter.web.pages import Pages
 from newsletter.web.security import BodyTooLarge, Guard
 from newsletter.web.webhooks import Webhooks
@@ -21,8 +22,13 @@ from newsletter.web.operator import OperatorApi
 
 
 async def health(request: Request) -> JSONResponse:
-    """Liveness and store reachability, for load balancers and monitors."""
+    """Readiness, for load balancers and monitors: the store answers and links can be signed
+    (without the signing key no page that follows a link works)."""
     engine: sa.Engine = request.app.state.engine
+    try:
+        request.app.state.config.secret_key()
+    except ConfigError as exc:
+        return JSONResponse({"status": "not ready", "signing_key": str(exc)}, status_code=503)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -42,10 +48,14 @@ def create_app(config: Config, engine: sa.Engine) -> Starlette:
         *(operator := OperatorApi(config, engine)).routes(),
     ]
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        await operator.wind_down()
+        pages.mailer.start()
+        try:
+            yield
+        finally:
+            pages.mailer.stop()
+            await operator.wind_down()
 
     app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],
                     exception_handlers={BodyTooLarge: pages.body_too_large}, lifespan=lifespan)

@@ -11,7 +11,7 @@ keeps meaning what it meant when a later one changes the set.
 from alembic import op
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
