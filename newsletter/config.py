@@ -89,6 +89,13 @@ def _address(value: str) -> str | None:
     return None
 
 
+def _language_urls(value: dict[str, str]) -> str | None:
+    for language, url in value.items():
+        if _language(language) or _url(url):
+            return "a table of language codes to absolute http(s) URLs, such as {es = 'https://...'}"
+    return None
+
+
 def check(fn) -> dict[str, Any]:
     """Field metadata: a validator returning what was expected, or None when the value is fine."""
     return {"check": fn}
@@ -106,12 +113,18 @@ class Publication:
     donate_params: dict[str, str] = field(default_factory=dict)
     licence: str = "CC BY-NC 4.0"
     licence_url: str = field(default="https://creativecommons.org/licenses/by-nc/4.0/", metadata=check(_url))
+    # The licence in a reader's language, by edition language, e.g. {es = ".../legalcode.es"};
+    # languages not listed get `licence_url`.
+    licence_urls: dict[str, str] = field(default_factory=dict, metadata=check(_language_urls))
     reply_to: str = field(default="", metadata=check(lambda v: v and _address(v)))
     logo_url: str = field(default="", metadata=check(lambda v: v and _url(v)))
     # Mailbox that receives mailto: unsubscribe requests (List-Unsubscribe).
     unsubscribe_mailto: str = ""
     # Feedback-ID sender tag (Gmail's feedback loop), e.g. "insightcrime".
     feedback_id_sender: str = ""
+
+    def licence_url_for(self, language: str) -> str:
+        return self.licence_urls.get(language, self.licence_url)
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,18 @@ class SourceConfig:
     per_page: int = field(default=50, metadata=check(lambda v: None if 1 <= v <= 100 else "1 to 100"))
     max_pages: int = field(default=20, metadata=check(_positive))
     max_items: int = field(default=200, metadata=check(_positive))
+    # wordpress: HTTP Basic auth with a WordPress application password, for a REST API that
+    # requires login. The password comes from the environment variable named here.
+    auth_user: str = ""
+    auth_password_env: str = ""
+
+    def auth(self) -> tuple[str, str] | None:
+        """(user, application password) for the REST API, or None when the source has no login."""
+        if not self.auth_user:
+            return None
+        return self.auth_user, require_secret(
+            self.auth_password_env, f"holds the WordPress application password of {self.auth_user!r} "
+                                    f"(sources.{self.name}.auth_password_env)")
 
 
 @dataclass(frozen=True)
@@ -203,6 +228,15 @@ class TransportConfig:
     failure_threshold: float = field(default=0.2, metadata=check(_positive))
     failure_min: int = field(default=50, metadata=check(_positive))
     soft_bounce_limit: int = field(default=3, metadata=check(_positive))
+    # How long a send worker's claims outlive its last heartbeat: a resume after a crash waits at most this.
+    claim_lease_seconds: float = field(default=60.0, metadata=check(lambda v: None if v >= 1 else "1 or more seconds"))
+    # smtp: the name given in EHLO (default: the domain of [publication].sender, never an IP literal).
+    ehlo_name: str = ""
+    # smtp: a PEM bundle of CA certificates trusted in addition to the system's (a private relay's CA).
+    ca_file: str = ""
+    # smtp: a client certificate (PEM) and its key, for relays that authenticate senders by certificate.
+    client_cert: str = ""
+    client_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -359,6 +393,25 @@ def _unique(section: str, items: list[Any]) -> None:
         seen.add(item.name)
 
 
+def _check_auth(key: str, source: SourceConfig) -> None:
+    """A login is for the REST API, needs both names, and its password only travels over HTTPS
+    (or to this machine, where WordPress's own test sites live)."""
+    if not (source.auth_user or source.auth_password_env):
+        return
+    if source.kind != "wordpress":
+        raise ConfigError(f"{key}.auth_user = {source.auth_user!r}: expected only on a source of kind 'wordpress'")
+    if not source.auth_user:
+        raise ConfigError(f"{key}.auth_user: missing; expected the WordPress user whose application password "
+                          f"{source.auth_password_env} holds")
+    if not source.auth_password_env:
+        raise ConfigError(f"{key}.auth_password_env: missing; expected the name of the environment variable "
+                          f"holding the application password of {source.auth_user!r}")
+    parts = urlsplit(source.url)
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"{key}.url = {source.url!r}: expected an https:// URL, since auth_user sends a "
+                          "password with every request")
+
+
 def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Build a validated Config from parsed TOML (pure: no I/O)."""
     sections = {
@@ -385,6 +438,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
     for i, source in enumerate(sources):
         if source.kind == "pages" and not source.listing_url:
             raise ConfigError(f"sources[{i}].listing_url: missing; expected the URL of the page listing the articles")
+        _check_auth(f"sources[{i}]", source)
     store = _build(StoreConfig, "store", data.get("store", {}))
     if not store.url.startswith(("sqlite://", "postgresql")):
         raise ConfigError(f"store.url = {store.url!r}: expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")

@@ -47,7 +47,9 @@ def test_preview_of_the_next_mailing_for_a_sample_reader(setup, tmp_path: Path) 
     config, _, _ = setup
     code, report = run_json("preview", "daily-en", "--out", str(tmp_path / "out"), config=config.path)
     assert code == 0, report
-    assert report["briefs"] == 3 and report["mailing_id"] == 1 and not report["existing"]
+    # The next mailing does not exist yet: the preview borrows no mailing's id or archive link.
+    assert report["briefs"] == 3 and report["mailing_id"] is None and not report["existing"]
+    assert report["files"]["html"].endswith("daily-en-draft.html")
     html = Path(report["files"]["html"]).read_text(encoding="utf-8")
     text = Path(report["files"]["text"]).read_text(encoding="utf-8")
     for i in (1, 2, 3):

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
+from newsletter.states import DeliveryState, MailingStatus, check_clause
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -57,6 +59,10 @@ sources = sa.Table(
     sa.Column("last_error", sa.Text),
     # {"new": n, "updated": n, "unchanged": n} of the last run.
     sa.Column("last_counts", sa.JSON),
+    # The site asked us to wait (Retry-After beyond the retry budget): no request before this time.
+    sa.Column("deferred_until", UTCDateTime),
+    # What the source kind remembers between runs besides the cursor (WordPress: the walk's state).
+    sa.Column("walk", sa.JSON),
 )
 
 briefs = sa.Table(
@@ -84,9 +90,43 @@ briefs = sa.Table(
     # When we first stored it: editions pick briefs by this, so a late-collected brief is never lost.
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The article's identity across sources: its normalised URL, and its WordPress post id on
+    # its site (host and path, no scheme) when a source told us.
+    sa.Column("canonical_url", sa.String(2048)),
+    sa.Column("site", sa.String(512)),
+    sa.Column("post_id", sa.BigInteger),
+    # How rich the source of the stored content is (REST API > feed content:encoded > page > feed
+    # summary): a poorer source never overwrites a richer one.
+    sa.Column("content_rank", sa.Integer, nullable=False, default=0),
+    # Set when the publisher withdrew the article (trashed, unpublished, protected, deleted):
+    # it leaves the feeds with a tombstone and never enters a new mailing.
+    sa.Column("withdrawn_at", UTCDateTime),
+    sa.Column("withdrawn_reason", sa.Text),
     sa.UniqueConstraint("source", "key", name="uq_briefs_source_key"),
     sa.Index("ix_briefs_language_published", "language", "published_at"),
     sa.Index("ix_briefs_first_seen", "first_seen_at"),
+    sa.Index("ix_briefs_canonical_url", "canonical_url"),
+    sa.Index("ix_briefs_site_post", "site", "post_id"),
+)
+
+# Every source that saw an article: one row per (source, key), pointing at the one brief.
+sightings = sa.Table(
+    "sightings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("brief_id", sa.Integer, sa.ForeignKey("briefs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("source", sa.String(100), nullable=False),
+    # The source's own name for the item: WordPress post id, feed entry id, page URL.
+    sa.Column("key", sa.String(2048), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("canonical_url", sa.String(2048), nullable=False),
+    # Hash of the content this source last gave, so an unchanged re-fetch writes nothing.
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("modified_at", UTCDateTime, nullable=False),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("source", "key", name="uq_sightings_source_key"),
+    sa.Index("ix_sightings_brief", "brief_id"),
+    sa.Index("ix_sightings_canonical_url", "canonical_url"),
 )
 
 subscribers = sa.Table(
@@ -148,7 +188,7 @@ mailings = sa.Table(
     # The schedule slot it fills (ISO time of the due run) or "manual-<time>": one mailing per slot.
     sa.Column("slot", sa.String(64), nullable=False),
     sa.Column("language", sa.String(8), nullable=False),
-    # sending | paused | done | cancelled
+    # a MailingStatus (newsletter/states.py)
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("paused_reason", sa.Text),
     sa.Column("subject", sa.Text, nullable=False),
@@ -165,6 +205,7 @@ mailings = sa.Table(
     sa.Column("started_at", UTCDateTime),
     sa.Column("finished_at", UTCDateTime),
     sa.UniqueConstraint("edition", "slot", name="uq_mailings_edition_slot"),
+    sa.CheckConstraint(check_clause("status", MailingStatus), name="ck_mailings_status"),
 )
 
 deliveries = sa.Table(
@@ -174,7 +215,7 @@ deliveries = sa.Table(
     sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="CASCADE"), nullable=False),
     sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
     sa.Column("email", sa.String(320), nullable=False),
-    # pending | sending | sent | failed | suppressed
+    # a DeliveryState (newsletter/states.py)
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
@@ -186,6 +227,7 @@ deliveries = sa.Table(
     sa.Column("provider_message_id", sa.String(256)),
     sa.UniqueConstraint("mailing_id", "email", name="uq_deliveries_mailing_email"),
     sa.Index("ix_deliveries_mailing_state", "mailing_id", "state"),
+    sa.CheckConstraint(check_clause("state", DeliveryState), name="ck_deliveries_state"),
 )
 
 # Named leases held in the store, so two processes (or machines) never do one job at once.

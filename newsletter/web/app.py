@@ -45,16 +45,17 @@ def create_app(config: Config, engine: sa.Engine) -> Starlette:
         Route("/webhooks/{provider}", Webhooks(config, engine).handle, methods=["POST"]),
         *feeds.routes(config, engine),
         *archive.routes(config, engine),
-        *OperatorApi(config, engine).routes(),
+        *(operator := OperatorApi(config, engine)).routes(),
     ]
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         pages.mailer.start()
         try:
             yield
         finally:
             pages.mailer.stop()
+            await operator.wind_down()
 
     app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],
                     exception_handlers={BodyTooLarge: pages.body_too_large}, lifespan=lifespan)

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from newsletter.config import Config
 from newsletter.digest.placeholders import web_copy
+from newsletter.states import MailingStatus
 from newsletter.store import schema
 
 # The digest needs inline styles and remote images, nothing else: no script, no frames, no forms.
@@ -30,7 +31,7 @@ def routes(config: Config, engine: sa.Engine) -> list[BaseRoute]:
         m = schema.mailings
         with engine.connect() as conn:
             row = conn.execute(
-                sa.select(m.c.html, m.c.language).where(m.c.id == mailing_id, m.c.status != "cancelled")
+                sa.select(m.c.html, m.c.language).where(m.c.id == mailing_id, m.c.status != MailingStatus.CANCELLED)
             ).first()
         if row is None or row.html is None:
             return None
