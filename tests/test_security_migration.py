@@ -30,7 +30,7 @@ def test_upgrade_from_0001_keeps_the_list(store_url: str) -> None:
                 {"subscriber_id": 2, "action": "subscribe", "at": now, "ip": "192.0.2.66", "confirmed_at": None,
                  "detail": {"profile": {"name": "Attacker"}}}])
         before, after = upgrade(engine)
-        assert (before, after) == ("0001", "0003")
+        assert before == "0001" and after >= "0003"
         with engine.begin() as conn:
             subscribers = conn.execute(sa.select(schema.subscribers.c.email, schema.subscribers.c.countries)
                                        .order_by(schema.subscribers.c.id)).all()

@@ -27,7 +27,7 @@ from tests.support.cli import run_cli
 from tests.support.sending import make_mailing, mailing, send_config, states
 from tests.support.smtpd import Behaviour, SMTPServer
 
-ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key"}
+ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
 CONNECTIONS = 2
 BATCH = 5
 LEASE_SECONDS = 3.0
@@ -37,7 +37,7 @@ TIMEOUT_SECONDS = 30.0
 
 @pytest.fixture(autouse=True)
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
 
 
 def emails(n: int) -> list[str]:
