@@ -239,6 +239,9 @@ class DkimConfig:
     selector: str = ""
     domain: str = ""
     private_key_path: str = ""
+    # An optional second signature, Ed25519-SHA256 (RFC 8463), under its own selector.
+    ed25519_selector: str = ""
+    ed25519_private_key_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,7 @@ class Config:
     dkim: DkimConfig
     web: WebConfig
     webhooks: WebhooksConfig = field(default_factory=lambda: WebhooksConfig())
+    bounces: BouncesConfig | None = None
 
     @property
     def root(self) -> Path:
@@ -411,6 +415,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Build a validated Config from parsed TOML (pure: no I/O)."""
     sections = {
         "publication", "store", "sources", "collect", "feed", "editions", "transport", "dkim", "web", "webhooks",
+        "bounces",
     }
     unknown = sorted(set(data) - sections)
     if unknown:
@@ -449,6 +454,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         dkim=_build(DkimConfig, "dkim", data.get("dkim", {})),
         web=_build(WebConfig, "web", data.get("web", {})),
         webhooks=_webhooks(data.get("webhooks", {})),
+        bounces=_bounces(data.get("bounces")),
     )
 
 
@@ -586,12 +592,16 @@ def _check_tls_files(config: "Config") -> None:
 
 
 def check_dkim(config: "Config") -> None:
-    """All three keys or none; the key readable, an RSA private key in PEM, able to sign (rsa-sha256)."""
-    import dkim
+    """All three keys or none; each key readable, a private key in PEM of its algorithm (RSA of 1024
+    bits or more; Ed25519 for the optional second signature)."""
+    from newsletter.digest.dkim import ED25519_SHA256, RSA_SHA256, DkimKeyError, load_key
 
     settings = config.dkim
     given = [k for k in ("selector", "domain", "private_key_path") if getattr(settings, k)]
     if not given:
+        if settings.ed25519_selector or settings.ed25519_private_key_path:
+            raise ConfigError("dkim.ed25519_selector: an Ed25519 signature is a second signature; expected "
+                              "dkim.selector, dkim.domain and dkim.private_key_path (RSA) set too")
         return
     missing = [k for k in ("selector", "domain", "private_key_path") if not getattr(settings, k)]
     if missing:
@@ -599,18 +609,21 @@ def check_dkim(config: "Config") -> None:
                           f"dkim.private_key_path all set to sign messages, or none of them")
     if expected := _hostname(settings.domain):
         raise ConfigError(f"dkim.domain = {settings.domain!r}: expected {expected}")
-    path = config.resolve(settings.private_key_path)
-    try:
-        key = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: cannot read {path}: "
-                          f"{exc.strerror}") from exc
-    probe = b"From: a@example.org\r\nSubject: probe\r\n\r\nprobe\r\n"
-    try:
-        dkim.sign(probe, settings.selector.encode(), settings.domain.encode(), key)
-    except (dkim.DKIMException, ValueError, TypeError, IndexError) as exc:
-        raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: expected an RSA private key "
-                          f"in PEM of 1024 bits or more (messages are signed rsa-sha256): {exc}") from exc
+    if bool(settings.ed25519_selector) != bool(settings.ed25519_private_key_path):
+        raise ConfigError("dkim.ed25519_selector and dkim.ed25519_private_key_path: expected both set (a second, "
+                          "Ed25519 signature) or neither")
+    keys = [("private_key_path", RSA_SHA256)]
+    if settings.ed25519_private_key_path:
+        keys.append(("ed25519_private_key_path", ED25519_SHA256))
+    for name, algorithm in keys:
+        relative = getattr(settings, name)
+        path = config.resolve(relative)
+        try:
+            load_key(path.read_bytes(), algorithm, "probe")
+        except OSError as exc:
+            raise ConfigError(f"dkim.{name} = {relative!r}: cannot read {path}: {exc.strerror}") from exc
+        except DkimKeyError as exc:
+            raise ConfigError(f"dkim.{name} = {relative!r}: {exc} (messages are signed {algorithm})") from exc
 
 
 def config_path(explicit: str | None) -> Path:
@@ -632,6 +645,7 @@ def load(path: Path) -> Config:
     check_addresses(config.publication)
     check_transport(config, os.environ)
     check_dkim(config)
+    check_bounces(config, os.environ)
     for source in config.sources:
         source.auth()  # a source's login password must be in the environment before any command runs
     return config
@@ -785,3 +799,58 @@ def check_secrets(config: Config) -> None:
             from newsletter.web.webhooks import load_sendgrid_key
 
             load_sendgrid_key(value, config.webhooks.sendgrid.public_key_env)
+
+
+BOUNCE_MAILBOX_KINDS = ("imap", "maildir")
+BOUNCE_TLS_MODES = ("ssl", "starttls", "none")
+
+
+@dataclass(frozen=True)
+class BouncesConfig:
+    """Where SMTP bounces and complaints arrive, and the VERP envelope sender that leads them there."""
+
+    # `local@domain`: each SMTP copy's Return-Path is `local+TOKEN@domain`, which must reach the mailbox.
+    return_path: str = field(metadata=check(lambda v: _address(v) or (
+        "a bare address such as 'bounces@newsletter.example.org' (no name, no '+')"
+        if "<" in v or "+" in v.partition("@")[0] else None)))
+    kind: str = field(metadata=check(_one_of(*BOUNCE_MAILBOX_KINDS)))
+    # maildir: the Maildir folder a local alias delivers the return path's mail into.
+    path: str = ""
+    # imap:
+    host: str = ""
+    port: int = field(default=993, metadata=check(_port))
+    tls: str = field(default="ssl", metadata=check(_one_of(*BOUNCE_TLS_MODES)))
+    username: str = ""
+    password_env: str = ""
+    mailbox: str = "INBOX"
+    # Processed messages are moved here (created when missing); what is left for a person stays.
+    processed_folder: str = "Processed"
+    # A PEM bundle of CA certificates trusted in addition to the system's (a private server's CA).
+    ca_file: str = ""
+    timeout_seconds: float = field(default=30.0, metadata=check(_positive))
+    # Messages read per fetch at most: a flood is worked off over several cycles.
+    max_messages: int = field(default=1000, metadata=check(_positive))
+
+
+def _bounces(data: Any) -> BouncesConfig | None:
+    if data is None:
+        return None
+    bounces = _build(BouncesConfig, "bounces", data)
+    if bounces.kind == "maildir" and not bounces.path:
+        raise ConfigError("bounces.path: missing; expected the Maildir folder the bounce address delivers into")
+    if bounces.kind == "imap":
+        for key in ("host", "username", "password_env"):
+            if not getattr(bounces, key):
+                raise ConfigError(f"bounces.{key}: missing; expected it with kind = \"imap\"")
+        if bounces.tls == "none" and bounces.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"bounces.tls = 'none': expected 'ssl' or 'starttls' for {bounces.host!r}, since "
+                              "the mailbox password would cross the network in clear")
+    return bounces
+
+
+def check_bounces(config: Config, environ: Mapping[str, str]) -> None:
+    """The IMAP bounce mailbox's password is in the environment before anything runs."""
+    bounces = config.bounces
+    if bounces is not None and bounces.kind == "imap" and not environ.get(bounces.password_env):
+        raise ConfigError(f"bounces.password_env = {bounces.password_env!r}: the environment variable "
+                          f"{bounces.password_env} is not set; expected it to hold the bounce mailbox's password")
