@@ -28,7 +28,7 @@ from newsletter.errors import RenderError
 from newsletter.recipients import Recipient
 from newsletter.sanitize import clean_text
 
-# Signed on top of dkimpy's defaults: RFC 8058 requires List-Unsubscribe-Post to be covered.
+# The headers every signature covers (RFC 8058 requires List-Unsubscribe-Post among them).
 DKIM_HEADERS = (
     b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version", b"content-type",
     b"list-id", b"list-unsubscribe", b"list-unsubscribe-post", b"list-archive", b"feedback-id",
