@@ -62,10 +62,10 @@ def _timezone(value: str) -> str | None:
 
 
 def _cron(value: str) -> str | None:
-    from apscheduler.triggers.cron import CronTrigger
+    from newsletter.slots import cron_trigger
 
     try:
-        CronTrigger.from_crontab(value)
+        cron_trigger(value)
     except ValueError:
         return "a five-field cron expression such as '0 7 * * *'"
     return None

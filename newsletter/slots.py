@@ -26,6 +26,48 @@ from newsletter.config import EditionConfig
 _WALL_MARGIN = timedelta(hours=3)
 
 
+# Standard cron numbers days of the week from Sunday (0 or 7); APScheduler's from_crontab counts
+# from Monday, so "1-5" would fire Tuesday to Saturday. Numbers are spelled as names before it reads them.
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _standard_days(field: str) -> str:
+    """A cron day-of-week field with standard numbering, as names APScheduler reads the same way."""
+    if field == "*" or not any(c.isdigit() for c in field):
+        return field
+    days: set[int] = set()
+    for item in field.split(","):
+        span, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            low, high = span.split("-", 1)
+            if not (low.isdigit() and high.isdigit()):
+                return field  # names or a mix: APScheduler's own reading (and error) stands
+            first, last = int(low), int(high)
+        elif span.isdigit():
+            first = last = int(span)
+            if step_text:
+                last = 6
+        else:
+            return field
+        if not (0 <= first <= 7 and 0 <= last <= 7 and first <= last and step > 0):
+            raise ValueError(f"day-of-week {item!r} is out of range")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return ",".join(_DAY_NAMES[day] for day in sorted(days))
+
+
+def cron_trigger(cron: str, tz: timezone | ZoneInfo = timezone.utc) -> CronTrigger:
+    """A standard five-field cron expression (Sunday is 0 or 7) as an APScheduler trigger."""
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected five fields, got {len(fields)}")
+    minute, hour, day, month, day_of_week = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                       day_of_week=_standard_days(day_of_week), timezone=tz)
+
+
 def slot_id(instant: datetime) -> str:
     return instant.astimezone(timezone.utc).isoformat()
 
@@ -44,7 +86,7 @@ class Schedule:
     def __init__(self, cron: str, tz: str) -> None:
         self.zone = ZoneInfo(tz)
         # Matched against wall-clock times written as if they were UTC: no offsets, no DST.
-        self._wall = CronTrigger.from_crontab(cron, timezone=timezone.utc)
+        self._wall = cron_trigger(cron)
 
     @classmethod
     def of(cls, edition: EditionConfig) -> "Schedule":

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from newsletter.slots import Schedule, SlotTrigger, due_slot, parse_slot, slot_id
 
 UTC = timezone.utc
@@ -84,3 +86,19 @@ def test_slot_ids_are_utc_iso_whatever_the_zone() -> None:
     assert slot_id(instant) == "2026-03-02T12:00:00+00:00"
     assert parse_slot(slot_id(instant)) == instant
     assert parse_slot("manual-2026-03-02T12:00:00+00:00") is None
+
+
+@pytest.mark.parametrize("cron, expected", [
+    ("0 7 * * 1-5", ["mon", "tue", "wed", "thu", "fri"]),
+    ("0 7 * * 0", ["sun"]),
+    ("0 7 * * 7", ["sun"]),
+    ("0 7 * * 5-7", ["sun", "fri", "sat"]),
+    ("0 7 * * 1,3,5", ["mon", "wed", "fri"]),
+    ("0 7 * * */2", ["sun", "tue", "thu", "sat"]),
+    ("0 7 * * mon-fri", ["mon", "tue", "wed", "thu", "fri"]),
+])
+def test_days_of_the_week_count_from_sunday_as_in_standard_cron(cron: str, expected: list[str]) -> None:
+    schedule = Schedule(cron, "UTC")
+    start = datetime(2026, 3, 1, 0, 0, tzinfo=timezone.utc)  # a Sunday
+    fired = {due.strftime("%a").lower() for due in schedule.between(start, start + timedelta(days=7))}
+    assert sorted(fired, key=["sun", "mon", "tue", "wed", "thu", "fri", "sat"].index) == expected
