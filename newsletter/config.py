@@ -221,6 +221,14 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    # Links in mailings go through `/r/{token}` and are counted per mailing, brief and link kind.
+    clicks: bool = True
+    # A 1x1 image per mailing; off by default: opens are unreliable (see README, *Tracking*).
+    opens: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     publication: Publication
@@ -232,6 +240,7 @@ class Config:
     transport: TransportConfig
     dkim: DkimConfig
     web: WebConfig
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     @property
     def root(self) -> Path:
@@ -355,6 +364,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Build a validated Config from parsed TOML (pure: no I/O)."""
     sections = {
         "publication", "store", "sources", "collect", "feed", "editions", "transport", "dkim", "web",
+        "tracking",
     }
     unknown = sorted(set(data) - sections)
     if unknown:
@@ -389,6 +399,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         transport=_build(TransportConfig, "transport", data.get("transport", {})),
         dkim=_build(DkimConfig, "dkim", data.get("dkim", {})),
         web=_build(WebConfig, "web", data.get("web", {})),
+        tracking=_build(TrackingConfig, "tracking", data.get("tracking", {})),
     )
 
 

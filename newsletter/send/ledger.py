@@ -19,13 +19,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from newsletter.contents import Planned
 from newsletter.recipients import Recipient
 from newsletter.store import schema
 from newsletter.subscribers.suppression import suppressed_among
 
 d = schema.deliveries
 m = schema.mailings
-STATES = ("pending", "sending", "sent", "failed", "suppressed")
+STATES = ("pending", "sending", "sent", "failed", "suppressed", "skipped")
 INSERT_CHUNK = 1000
 
 
@@ -52,7 +53,7 @@ def worker_name(label: str) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{label}"[:128]
 
 
-def _chunks(items: Iterable[Recipient], size: int) -> Iterator[list[Recipient]]:
+def _chunks(items: Iterable[Recipient | Planned], size: int) -> Iterator[list[Recipient | Planned]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
@@ -72,21 +73,24 @@ def count(conn: sa.Connection, mailing_id: int) -> dict[str, int]:
     return counts
 
 
-def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable[Recipient]) -> int:
+def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable[Recipient | Planned]) -> int:
     """Record one delivery per recipient, once: running it again adds only the missing ones.
 
     Addresses on the suppression list are recorded as `suppressed`, so the ledger says why
-    they were not mailed. Streams the recipients in chunks, whatever the size of the list.
-    Returns how many deliveries were added.
+    they were not mailed. A `Planned` recipient names their copy of the mailing, or why they
+    get none (recorded as `skipped` with that reason). Streams the recipients in chunks,
+    whatever the size of the list. Returns how many deliveries were added.
     """
     before = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
     insert = _insert(conn)
     for chunk in _chunks(recipients, INSERT_CHUNK):
-        blocked = suppressed_among(conn, [r.email for r in chunk])
+        planned = [p if isinstance(p, Planned) else Planned(p) for p in chunk]
+        blocked = suppressed_among(conn, [p.recipient.email for p in planned])
         rows = [
-            {"mailing_id": mailing_id, "subscriber_id": r.id, "email": r.email, "attempts": 0,
-             "state": "suppressed" if r.email in blocked else "pending"}
-            for r in chunk
+            {"mailing_id": mailing_id, "subscriber_id": p.recipient.id, "email": p.recipient.email, "attempts": 0,
+             "content_key": p.content_key, "last_error": None if p.recipient.email in blocked else p.skipped,
+             "state": ("suppressed" if p.recipient.email in blocked else "skipped" if p.skipped else "pending")}
+            for p in planned
         ]
         conn.execute(insert(), rows)
     after = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))

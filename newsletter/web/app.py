@@ -13,7 +13,7 @@ from newsletter.config import Config
 from newsletter.web.pages import Pages
 from newsletter.web.security import BodyTooLarge, Guard
 from newsletter.web.webhooks import Webhooks
-from newsletter.web import archive, feeds
+from newsletter.web import archive, feeds, redirect
 from newsletter.web.operator import OperatorApi
 
 
@@ -36,6 +36,7 @@ def create_app(config: Config, engine: sa.Engine) -> Starlette:
         Route("/webhooks/{provider}", Webhooks(config, engine).handle, methods=["POST"]),
         *feeds.routes(config, engine),
         *archive.routes(config, engine),
+        *redirect.routes(config, engine),
         *OperatorApi(config, engine).routes(),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],

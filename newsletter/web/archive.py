@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from newsletter.config import Config
 from newsletter.digest.placeholders import web_copy
 from newsletter.store import schema
+from newsletter.tracking.links import untrack
 
 # The digest needs inline styles and remote images, nothing else: no script, no frames, no forms.
 CONTENT_SECURITY_POLICY = (
@@ -31,9 +32,13 @@ def routes(config: Config, engine: sa.Engine) -> list[BaseRoute]:
             row = conn.execute(
                 sa.select(m.c.html, m.c.language).where(m.c.id == mailing_id, m.c.status != "cancelled")
             ).first()
-        if row is None or row.html is None:
-            return None
-        return web_copy(row.html, row.language)
+            if row is None or row.html is None:
+                return None
+            ml = schema.mailing_links
+            targets = dict(conn.execute(sa.select(ml.c.link_no, ml.c.url).where(ml.c.mailing_id == mailing_id)).all())
+        # A visit to the archive is not a reader of the mailing clicking: its links lead straight on.
+        html = untrack(row.html, config.publication.public_url, config.secret_key(), targets, mailing_id)
+        return web_copy(html, row.language)
 
     async def page(request: Request) -> Response:
         html = await run_in_threadpool(load, request.path_params["mailing_id"])
