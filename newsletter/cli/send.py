@@ -14,7 +14,8 @@ from newsletter.digest import MailingContent, MessageFactory
 from newsletter.errors import NewsletterError, SubscriberError
 from newsletter.recipients import Recipient
 from newsletter.send import ledger
-from newsletter.send.dispatch import SendSummary, send_mailing, send_test
+from newsletter.send.dispatch import SendSummary, send_mailing
+from newsletter.send.testcopy import send_test
 from newsletter.store import schema, utcnow
 from newsletter.subscribers.address import normalise
 

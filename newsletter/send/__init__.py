@@ -1,1 +1,1 @@
-"""Sending: transports, the delivery ledger and the dispatcher."""
+"""Sending: transports, the delivery ledger, the dispatcher and its workers, retry policy, envelopes."""

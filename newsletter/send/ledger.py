@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.contents import Planned
+from newsletter.errors import StoreError
 from newsletter.recipients import Recipient
 from newsletter.store import schema
 from newsletter.subscribers.suppression import suppressed_among
@@ -105,8 +106,7 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
     out (it crashed or lost the store). Deliveries whose address was suppressed since the
     mailing was created are marked suppressed here rather than sent.
     """
-    status = conn.scalar(sa.select(m.c.status).where(m.c.id == mailing_id))
-    if status != "sending":
+    if status(conn, mailing_id) != "sending":
         return []
     # Two narrow picks rather than one OR, so each walks the (mailing_id, state) index and
     # stops after `limit` rows instead of scanning the mailing's deliveries on every claim;
@@ -129,20 +129,46 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
             break
     if not ids:
         return []
+    claimed, blocked, _ = _with_recipients(conn, d.c.id.in_(ids))
+    if blocked:
+        conn.execute(sa.update(d).where(d.c.id.in_(ids), d.c.email.in_(blocked))
+                     .values(state="suppressed", claimed_by=None, claimed_at=None))
+    return claimed
+
+
+def _with_recipients(conn: sa.Connection, where: sa.ColumnElement[bool],
+                     limit: int | None = None) -> tuple[list[Claimed], set[str], int]:
+    """The deliveries `where` picks, in id order, with who they go to, less the addresses now
+    suppressed (returned apart), and the last id read (0: none): what a claim hands a worker,
+    and what a dry run renders."""
     s = schema.subscribers
     rows = conn.execute(
         sa.select(d.c.id, d.c.email, d.c.attempts, d.c.subscriber_id, s.c.name, s.c.language)
         .select_from(d.outerjoin(s, s.c.id == d.c.subscriber_id))
-        .where(d.c.id.in_(ids)).order_by(d.c.id)
+        .where(where).order_by(d.c.id).limit(limit)
     ).all()
-    blocked = suppressed_among(conn, [r.email for r in rows])
-    if blocked:
-        conn.execute(sa.update(d).where(d.c.id.in_(ids), d.c.email.in_(blocked))
-                     .values(state="suppressed", claimed_by=None, claimed_at=None))
-    return [
+    blocked = set(suppressed_among(conn, [r.email for r in rows]))
+    claimed = [
         Claimed(r.id, r.attempts, Recipient(r.subscriber_id, r.email, r.name or "", r.language or ""))
         for r in rows if r.email not in blocked
     ]
+    return claimed, blocked, rows[-1].id if rows else 0
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of a mailing's unfinished deliveries, read without claiming them."""
+
+    deliveries: list[Claimed]  # the ones a claim would hand out (address not suppressed)
+    suppressed: int  # the ones a claim would mark suppressed
+    last_id: int  # where the next page starts; 0 when this page is empty
+
+
+def unfinished_page(conn: sa.Connection, mailing_id: int, after_id: int, limit: int) -> Page:
+    """The next `limit` unfinished deliveries after `after_id`, as `claim` would see them; changes nothing."""
+    where = sa.and_(d.c.mailing_id == mailing_id, d.c.state.in_(("pending", "sending")), d.c.id > after_id)
+    claimed, blocked, last_id = _with_recipients(conn, where, limit)
+    return Page(claimed, len(blocked), last_id)
 
 
 def record(conn: sa.Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
@@ -203,6 +229,23 @@ def release(conn: sa.Connection, delivery_ids: Sequence[int]) -> None:
     """Give claimed deliveries back untouched (the batch was never tried: the transport is unusable)."""
     conn.execute(sa.update(d).where(d.c.id.in_(list(delivery_ids)), d.c.state == "sending")
                  .values(state="pending", claimed_by=None, claimed_at=None))
+
+
+def mailing(conn: sa.Connection, mailing_id: int) -> sa.Row:
+    """The mailing's row; StoreError when there is none."""
+    row = conn.execute(sa.select(m).where(m.c.id == mailing_id)).one_or_none()
+    if row is None:
+        raise StoreError(f"no mailing with id {mailing_id} in the store")
+    return row
+
+
+def status(conn: sa.Connection, mailing_id: int) -> str | None:
+    return conn.scalar(sa.select(m.c.status).where(m.c.id == mailing_id))
+
+
+def start(conn: sa.Connection, mailing_id: int, now: datetime) -> None:
+    """Note when the mailing's first send began (kept by later ones)."""
+    conn.execute(sa.update(m).where(m.c.id == mailing_id, m.c.started_at.is_(None)).values(started_at=now))
 
 
 def unfinished(conn: sa.Connection, mailing_id: int) -> int:

@@ -1,0 +1,37 @@
+"""Envelopes: one delivery's copy of a mailing as a transport takes it.
+
+Message transports (outbox, SMTP) take the complete bytes of each copy; HTTP providers that
+personalise server-side take the mailing's template once and each recipient's values.
+"""
+
+from __future__ import annotations
+
+from newsletter.digest import MessageFactory, placeholders
+from newsletter.recipients import Recipient
+from newsletter.send.transport import Envelope, MessageTemplate
+
+# Headers a provider writes itself from the call's fields (or must write, like its Message-ID).
+PROVIDER_OWN_HEADERS = frozenset({"from", "to", "subject", "date", "message-id", "mime-version", "content-type"})
+
+
+def provider_template(factory: MessageFactory) -> MessageTemplate:
+    """The mailing as HTTP providers take it: one template with the digest's placeholders in."""
+    t = factory.template()
+    headers = {k: v for k, v in t.headers.items() if k.lower() not in PROVIDER_OWN_HEADERS}
+    return MessageTemplate(t.headers["From"], t.subject, t.html, t.text, headers)
+
+
+def provider_envelope(factory: MessageFactory, template: MessageTemplate, recipient: Recipient,
+                      key: str) -> Envelope:
+    """A recipient's values keyed by the literal placeholder, and their own headers (List-Unsubscribe)."""
+    values = {str(placeholders.placeholder(k)): v for k, v in factory.variables(recipient).items()}
+    headers = {k: v for k, v in factory.recipient_headers(recipient).items() if k.lower() not in PROVIDER_OWN_HEADERS}
+    return Envelope(factory.envelope_sender, recipient.email, key=key, name=recipient.name, template=template,
+                    variables=values, headers=headers)
+
+
+def envelope(factory: MessageFactory, template: MessageTemplate | None, recipient: Recipient, key: str) -> Envelope:
+    """The recipient's envelope: provider-style when a template is given, else the complete message."""
+    if template is not None:
+        return provider_envelope(factory, template, recipient, key)
+    return Envelope(factory.envelope_sender, recipient.email, factory.build(recipient), key=key, name=recipient.name)
