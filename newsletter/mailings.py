@@ -18,7 +18,7 @@ from newsletter.store import schema
 
 log = logging.getLogger(__name__)
 
-STATES = ("pending", "sending", "sent", "failed", "suppressed")
+STATES = ("pending", "sending", "sent", "failed", "suppressed", "skipped")
 
 
 def _iso(value: Any) -> str | None:

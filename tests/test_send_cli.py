@@ -230,7 +230,8 @@ def test_status_shows_every_mailing_with_its_counts_and_limit_keeps_the_newest(t
     assert code == 0
     listed = report["mailings"]
     assert [m["id"] for m in listed] == list(range(first + 24, first - 1, -1))
-    assert listed[-1]["deliveries"] == {"pending": 3, "sending": 0, "sent": 0, "failed": 0, "suppressed": 0}
+    assert listed[-1]["deliveries"] == {"pending": 3, "sending": 0, "sent": 0, "failed": 0, "suppressed": 0,
+                                           "skipped": 0}
     by_slot = {m["slot"]: m["deliveries"] for m in listed}
     assert by_slot["2026-04-05T12:00:00+00:00"]["failed"] == 2 and by_slot["2026-04-05T12:00:00+00:00"]["sent"] == 1
     assert table_ids(path) == [str(m["id"]) for m in listed]

@@ -38,6 +38,7 @@ class Claimed:
     id: int
     attempts: int
     recipient: Recipient
+    content_key: str | None = None  # which copy of the mailing (None: the whole mailing)
 
 
 @dataclass(frozen=True)
@@ -143,13 +144,13 @@ def _with_recipients(conn: sa.Connection, where: sa.ColumnElement[bool],
     and what a dry run renders."""
     s = schema.subscribers
     rows = conn.execute(
-        sa.select(d.c.id, d.c.email, d.c.attempts, d.c.subscriber_id, s.c.name, s.c.language)
+        sa.select(d.c.id, d.c.email, d.c.attempts, d.c.subscriber_id, d.c.content_key, s.c.name, s.c.language)
         .select_from(d.outerjoin(s, s.c.id == d.c.subscriber_id))
         .where(where).order_by(d.c.id).limit(limit)
     ).all()
     blocked = set(suppressed_among(conn, [r.email for r in rows]))
     claimed = [
-        Claimed(r.id, r.attempts, Recipient(r.subscriber_id, r.email, r.name or "", r.language or ""))
+        Claimed(r.id, r.attempts, Recipient(r.subscriber_id, r.email, r.name or "", r.language or ""), r.content_key)
         for r in rows if r.email not in blocked
     ]
     return claimed, blocked, rows[-1].id if rows else 0

@@ -141,6 +141,9 @@ class PostmarkTransport(HTTPProvider):
             "Headers": [{"Name": k, "Value": substitute(v, values)} for k, v in headers.items()],
             "MessageStream": self.message_stream,
             "Metadata": {"delivery": envelope.key},
+            # Our own tracking (or none) decides: Postmark must not rewrite links or add a pixel.
+            "TrackLinks": "None",
+            "TrackOpens": False,
         }
 
     def send(self, envelopes: Sequence[Envelope]) -> list[Result]:
@@ -197,6 +200,9 @@ class SendGridTransport(HTTPProvider):
             "from": self._address(template.sender),
             "subject": template.subject,
             "content": [{"type": "text/plain", "value": template.text}, {"type": "text/html", "value": template.html}],
+            # Our own tracking (or none) decides: SendGrid must not rewrite links or add a pixel.
+            "tracking_settings": {"click_tracking": {"enable": False, "enable_text": False},
+                                  "open_tracking": {"enable": False}},
         }
         if template.headers:
             payload["headers"] = dict(template.headers)
@@ -268,6 +274,9 @@ class MailgunTransport(HTTPProvider):
             ("text", substitute(template.text, rename)),
             ("html", substitute(template.html, rename)),
             ("recipient-variables", json.dumps(recipient_vars, ensure_ascii=False)),
+            # Our own tracking (or none) decides: Mailgun must not rewrite links or add a pixel.
+            ("o:tracking-clicks", "no"),
+            ("o:tracking-opens", "no"),
         ]
         fields += [(f"h:{k}", substitute(v, rename)) for k, v in template.headers.items()]
         fields += [(f"h:{h}", f"%recipient.h{i}%") for i, h in enumerate(header_names)]

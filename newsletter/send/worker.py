@@ -22,15 +22,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from newsletter.config import Config
-from newsletter.digest import MessageFactory
 from newsletter.errors import NewsletterError, TransportError
 from newsletter.send import ledger
-from newsletter.send.envelopes import envelope, provider_template
+from newsletter.send.copies import CopyFactories
+from newsletter.send.envelopes import envelope
 from newsletter.send.ledger import Claimed
 from newsletter.send.ratelimit import TokenBucket
 from newsletter.send.retry import MAX_RETRY_AFTER, bounce_kind, failure_reason, judge
 from newsletter.send.transport import Envelope, Result, Transport
-from newsletter.send.transports import open_transport
+from newsletter.send.transports import KINDS, open_transport
 from newsletter.store import utcnow
 from newsletter.store.db import create_engine
 from newsletter.subscribers import record_bounce
@@ -64,7 +64,7 @@ class Worker:
     suppressed, retried), ("paused", reason) and ("error", message).
     """
 
-    def __init__(self, spec: WorkerSpec, index: int, engine: sa.Engine, factory: MessageFactory,
+    def __init__(self, spec: WorkerSpec, index: int, engine: sa.Engine, copies: CopyFactories,
                  bucket: TokenBucket | None, events: Any) -> None:
         self.spec = spec
         self.config = spec.config
@@ -72,9 +72,8 @@ class Worker:
         self.events = events
         self.name = ledger.worker_name(f"{spec.label}-{index}")
         self.engine = engine
-        self.factory = factory
+        self.copies = copies
         self.transport: Transport = open_transport(self.config)
-        self.template = provider_template(self.factory) if self.transport.personalises else None
         self.limit = min(self.config.transport.batch_size, self.transport.batch_limit)
         # The claim lease: longer than a live worker can hold a batch: every call of it may wait a
         # full timeout (SMTP: one per message; providers: one call), plus the rate limit's wait.
@@ -84,9 +83,24 @@ class Worker:
         self.lease = timedelta(seconds=t.timeout_seconds * (calls + 2) + rate_wait)
 
     def envelope(self, c: Claimed) -> Envelope:
-        return envelope(self.factory, self.template, c.recipient, str(c.id))
+        factory, template = self.copies.get(c.content_key)
+        return envelope(factory, template if self.transport.personalises else None, c.recipient, str(c.id))
 
     def hand_over(self, envelopes: list[Envelope]) -> list[Result]:
+        """The transport's answers, in the order of `envelopes`.
+
+        An HTTP provider's call carries one template, so a batch mixing copies of the mailing
+        goes as one call per copy.
+        """
+        groups: dict[int, list[Envelope]] = {}
+        for e in envelopes:
+            groups.setdefault(id(e.template), []).append(e)
+        if len(groups) == 1:
+            return self._hand_over(envelopes)
+        answers = {r.key: r for group in groups.values() for r in self._hand_over(group)}
+        return [answers[e.key] for e in envelopes]
+
+    def _hand_over(self, envelopes: list[Envelope]) -> list[Result]:
         if self.bucket is None:
             return self.transport.send(envelopes)
         # Pieces no bigger than the burst, so a batch never leaves faster than the limit allows.
@@ -187,8 +201,8 @@ def worker_main(spec: WorkerSpec, threads: int, bucket: TokenBucket | None, even
     try:
         with engine.connect() as conn:
             mailing = ledger.mailing(conn, spec.mailing_id)
-        factory = MessageFactory(spec.config, mailing)
-        workers = [Worker(spec, i, engine, factory, bucket, events) for i in range(threads)]
+        copies = CopyFactories(spec.config, engine, mailing, provider=KINDS[spec.config.transport.kind].personalises)
+        workers = [Worker(spec, i, engine, copies, bucket, events) for i in range(threads)]
     except NewsletterError as exc:
         events.put(("error", str(exc)))
         engine.dispose()
