@@ -18,10 +18,11 @@ from typing import Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 
+from newsletter import briefs as briefs_module
 from newsletter.briefs import Brief
 from newsletter.config import Config, EditionConfig
 from newsletter.digest import MailingContent, RenderedMailing, render_mailing
-from newsletter.errors import RenderError
+from newsletter.errors import NewsletterError, RenderError
 from newsletter.recipients import Recipient
 from newsletter.store import schema
 from newsletter.tracking import links as tracked_links
@@ -136,4 +137,38 @@ def load(conn: sa.Connection, mailing: MailingContent, key: str | None) -> Maili
         id=mailing.id, edition=mailing.edition, language=mailing.language, subject=row.subject,
         preheader=row.preheader, html=row.html, text=row.text, content_hash=row.content_hash,
         created_at=mailing.created_at, brief_ids=tuple(row.brief_ids),
+    )
+
+
+class NothingForReader(NewsletterError):
+    """The reader gets no copy of this mailing: none of its briefs is about their countries."""
+
+
+def reader_copy(conn: sa.Connection, config: Config, edition: EditionConfig, mailing: MailingContent,
+                subscriber_id: int | None, countries: Sequence[str]) -> MailingContent:
+    """The copy of `mailing` this reader gets: what their delivery names when the mailing has one
+    for them, else the copy their countries choose now (rendered here when nobody had that set)."""
+    d = schema.deliveries
+    if subscriber_id is not None:
+        row = conn.execute(sa.select(d.c.state, d.c.last_error, d.c.content_key)
+                           .where(d.c.mailing_id == mailing.id, d.c.subscriber_id == subscriber_id)).first()
+        if row is not None:
+            if row.state == "skipped":
+                raise NothingForReader(f"mailing {mailing.id} has nothing for this subscriber: {row.last_error}")
+            return load(conn, mailing, row.content_key)
+    whole = briefs_module.by_ids(conn, list(mailing.brief_ids))
+    subset = briefs_for(whole, countries)
+    if not subset:
+        raise NothingForReader(f"mailing {mailing.id} has nothing for this subscriber: {skip_reason(countries)}")
+    if len(subset) == len(whole):
+        return mailing
+    key = content_key(b.id for b in subset if b.id is not None)
+    mc = schema.mailing_contents
+    if conn.scalar(sa.select(mc.c.key).where(mc.c.mailing_id == mailing.id, mc.c.key == key)) is not None:
+        return load(conn, mailing, key)
+    rendered = render_mailing(config, edition, subset, mailing_id=mailing.id, created_at=mailing.created_at)
+    return MailingContent(
+        id=mailing.id, edition=mailing.edition, language=mailing.language, subject=rendered.subject,
+        preheader=rendered.preheader, html=rendered.html, text=rendered.text, content_hash=rendered.content_hash,
+        created_at=mailing.created_at, brief_ids=tuple(b.id for b in subset if b.id is not None),
     )
