@@ -155,11 +155,12 @@ def reader_copy(conn: sa.Connection, config: Config, edition: EditionConfig, mai
         if row is not None:
             if row.state == "skipped":
                 raise NothingForReader(f"mailing {mailing.id} has nothing for this subscriber: {row.last_error}")
+    name = f"mailing {mailing.id}" if mailing.id is not None else "the next mailing"
             return load(conn, mailing, row.content_key)
     whole = briefs_module.by_ids(conn, list(mailing.brief_ids))
     subset = briefs_for(whole, countries)
     if not subset:
-        raise NothingForReader(f"mailing {mailing.id} has nothing for this subscriber: {skip_reason(countries)}")
+        raise NothingForReader(f"{name} has nothing for this subscriber: {skip_reason(countries)}")
     if len(subset) == len(whole):
         return mailing
     key = content_key(b.id for b in subset if b.id is not None)

@@ -14,11 +14,10 @@ import sqlalchemy as sa
 
 from newsletter.errors import MailingError
 from newsletter.send import ledger
+from newsletter.states import DeliveryState
 from newsletter.store import schema
 
 log = logging.getLogger(__name__)
-
-STATES = ("pending", "sending", "sent", "failed", "suppressed", "skipped")
 
 
 def _iso(value: Any) -> str | None:
@@ -55,7 +54,7 @@ def describe(conn: sa.Connection, rows: Sequence[sa.Row], *,
             "created_at": _iso(r.created_at),
             "started_at": _iso(r.started_at),
             "finished_at": _iso(r.finished_at),
-            "deliveries": {s: counts.get(r.id, {}).get(s, 0) for s in STATES},
+            "deliveries": {s: counts.get(r.id, {}).get(s, 0) for s in DeliveryState},
         }
         for r in rows
     ]

@@ -44,12 +44,13 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         if args.subscriber:
             # Their own copy: only the briefs about the countries they chose.
             content = contents.reader_copy(conn, config, edition, content, recipient.id, countries)
-    factory = MessageFactory(config, content)
+    # A preview is a test copy: its .eml never carries the Message-ID of a real delivery.
+    factory = MessageFactory(config, content, test=True)
     html, text = factory.parts(recipient)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        stem = out / f"{edition.name}-{content.id}"
+        stem = out / f"{edition.name}-{'draft' if content.id is None else content.id}"
         paths = {"html": stem.with_suffix(".html"), "text": stem.with_suffix(".txt"), "eml": stem.with_suffix(".eml")}
         paths["html"].write_text(html, encoding="utf-8")
         paths["text"].write_text(text, encoding="utf-8")

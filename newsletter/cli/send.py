@@ -15,7 +15,9 @@ from newsletter.errors import NewsletterError, SubscriberError
 from newsletter.recipients import Recipient
 from newsletter.send import ledger
 from newsletter.send.dispatch import SendSummary, send_mailing
+from newsletter.send.stop import Stop
 from newsletter.send.testcopy import send_test
+from newsletter.states import OPEN, MailingStatus
 from newsletter.store import schema, utcnow
 from newsletter.subscribers.address import normalise
 
@@ -37,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _unfinished(conn: sa.Connection, edition: str) -> sa.Row | None:
     return conn.execute(
-        sa.select(m).where(m.c.edition == edition, m.c.status.in_(("sending", "paused"))).order_by(m.c.id.desc()).limit(1)
+        sa.select(m).where(m.c.edition == edition, m.c.status.in_(OPEN)).order_by(m.c.id.desc()).limit(1)
     ).first()
 
 
@@ -77,15 +79,24 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             return 0
     else:
         mailing_id = mailing.id
-        if mailing.status == "paused" and not args.dry_run:
+        if mailing.status == MailingStatus.PAUSED and not args.dry_run:
             with engine.begin() as conn:
                 ledger.resume(conn, mailing_id)
             if not args.json:
                 ctx.console.print(f"resuming mailing {mailing_id}, paused because: {mailing.paused_reason}",
                                   markup=False, highlight=False)
-    summary = _send(ctx, args, mailing_id)
+    stop = Stop()
+    if args.dry_run:
+        summary = _send(ctx, args, mailing_id, stop)
+    else:
+        with stop.on_signals():
+            summary = _send(ctx, args, mailing_id, stop)
     _report(ctx, args, {"edition": edition.name, **summary.as_dict()}, _describe(edition.name, summary))
-    if summary.dry_run or summary.status == "done":
+    if summary.stopped:
+        ctx.console.print(f"newsletter: {summary.stopped}: {summary.where()}; "
+                          f"`newsletter send {edition.name} --resume` carries on", markup=False, highlight=False)
+        return stop.exit_code
+    if summary.dry_run or summary.status == MailingStatus.DONE:
         return 0
     reason = f" ({summary.paused_reason})" if summary.paused_reason else ""
     ctx.console.print(f"newsletter: error: mailing {mailing_id} is {summary.status}{reason}; "
@@ -93,7 +104,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     return 1
 
 
-def _send(ctx: Context, args: argparse.Namespace, mailing_id: int) -> SendSummary:
+def _send(ctx: Context, args: argparse.Namespace, mailing_id: int, stop: Stop) -> SendSummary:
     columns = (TextColumn("[bold]mailing {task.fields[mailing]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=ctx.console, transient=False, disable=args.dry_run) as bar:
@@ -102,7 +113,8 @@ def _send(ctx: Context, args: argparse.Namespace, mailing_id: int) -> SendSummar
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return send_mailing(ctx.config, ctx.engine, mailing_id, worker="cli", dry_run=args.dry_run, progress=progress)
+        return send_mailing(ctx.config, ctx.engine, mailing_id, worker="cli", dry_run=args.dry_run, progress=progress,
+                            stop=stop)
 
 
 def _describe(edition: str, s: SendSummary) -> str:

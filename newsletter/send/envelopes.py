@@ -6,9 +6,11 @@ personalise server-side take the mailing's template once and each recipient's va
 
 from __future__ import annotations
 
-from newsletter.digest import MessageFactory, placeholders
+from dataclasses import replace
+
+from newsletter.digest import MessageFactory, MessageTemplate
 from newsletter.recipients import Recipient
-from newsletter.send.transport import Envelope, MessageTemplate
+from newsletter.send.transport import Envelope
 
 # Headers a provider writes itself from the call's fields (or must write, like its Message-ID).
 PROVIDER_OWN_HEADERS = frozenset({"from", "to", "subject", "date", "message-id", "mime-version", "content-type"})
@@ -17,14 +19,13 @@ PROVIDER_OWN_HEADERS = frozenset({"from", "to", "subject", "date", "message-id",
 def provider_template(factory: MessageFactory) -> MessageTemplate:
     """The mailing as HTTP providers take it: one template with the digest's placeholders in."""
     t = factory.template()
-    headers = {k: v for k, v in t.headers.items() if k.lower() not in PROVIDER_OWN_HEADERS}
-    return MessageTemplate(t.headers["From"], t.subject, t.html, t.text, headers)
+    return replace(t, headers={k: v for k, v in t.headers.items() if k.lower() not in PROVIDER_OWN_HEADERS})
 
 
 def provider_envelope(factory: MessageFactory, template: MessageTemplate, recipient: Recipient,
                       key: str) -> Envelope:
-    """A recipient's values keyed by the literal placeholder, and their own headers (List-Unsubscribe)."""
-    values = {str(placeholders.placeholder(k)): v for k, v in factory.variables(recipient).items()}
+    """A recipient's placeholder values, and their own headers (List-Unsubscribe)."""
+    values = factory.variables(recipient)
     headers = {k: v for k, v in factory.recipient_headers(recipient).items() if k.lower() not in PROVIDER_OWN_HEADERS}
     return Envelope(factory.envelope_sender, recipient.email, key=key, name=recipient.name, template=template,
                     variables=values, headers=headers)

@@ -16,14 +16,15 @@ import json
 import re
 import time
 from email.utils import formataddr, parseaddr, parsedate_to_datetime
-from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import requests
 
 from newsletter import __version__
+from newsletter.digest.message import MessageTemplate
+from newsletter.digest.placeholders import fill, placeholder
 from newsletter.errors import TransportError
-from newsletter.send.transport import Envelope, MessageTemplate, Result
+from newsletter.send.transport import Envelope, Result
 
 USER_AGENT = f"newsletter/{__version__} (+https://github.com/newsletter)"
 # Postmark's inactive-recipient code: the address hard-bounced or complained before.
@@ -48,20 +49,6 @@ def retry_after(response: requests.Response) -> float | None:
         except ValueError:
             return None
     return None
-
-
-@lru_cache(maxsize=8)
-def _placeholder_pattern(keys: tuple[str, ...]) -> re.Pattern[str]:
-    # Longest first, so a placeholder that contains another one wins.
-    return re.compile("|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True)))
-
-
-def substitute(text: str, variables: Mapping[str, str]) -> str:
-    """Replace every placeholder in one pass, so a value can never be substituted again."""
-    if not variables:
-        return text
-    pattern = _placeholder_pattern(tuple(sorted(variables)))
-    return pattern.sub(lambda m: variables[m.group(0)], text)
 
 
 def _body_message(response: requests.Response) -> str:
@@ -135,10 +122,10 @@ class PostmarkTransport(HTTPProvider):
         return {
             "From": template.sender,
             "To": formataddr((envelope.name, envelope.recipient)),
-            "Subject": substitute(template.subject, values),
-            "HtmlBody": substitute(template.html, values),
-            "TextBody": substitute(template.text, values),
-            "Headers": [{"Name": k, "Value": substitute(v, values)} for k, v in headers.items()],
+            "Subject": fill(template.subject, values),
+            "HtmlBody": fill(template.html, values),
+            "TextBody": fill(template.text, values),
+            "Headers": [{"Name": k, "Value": fill(v, values)} for k, v in headers.items()],
             "MessageStream": self.message_stream,
             "Metadata": {"delivery": envelope.key},
             # Our own tracking (or none) decides: Postmark must not rewrite links or add a pixel.
@@ -191,7 +178,8 @@ class SendGridTransport(HTTPProvider):
             to = {"email": e.recipient, "name": e.name} if e.name else {"email": e.recipient}
             p: dict[str, Any] = {"to": [to], "custom_args": {"delivery": e.key}}
             if e.variables:
-                p["substitutions"] = dict(e.variables)
+                # SendGrid finds and replaces literal strings: our placeholders as they stand.
+                p["substitutions"] = {str(placeholder(k)): v for k, v in e.variables.items()}
             if e.headers:
                 p["headers"] = dict(e.headers)
             personalizations.append(p)
@@ -258,8 +246,7 @@ class MailgunTransport(HTTPProvider):
     @staticmethod
     def _fields(template: MessageTemplate, envelopes: Sequence[Envelope]) -> list[tuple[str, str]]:
         # Our placeholders become Mailgun's %recipient.vN%; per-recipient headers %recipient.hN%.
-        placeholders = sorted(envelopes[0].variables)
-        names = {p: f"v{i}" for i, p in enumerate(placeholders)}
+        names = {p: f"v{i}" for i, p in enumerate(sorted(envelopes[0].variables))}
         rename = {p: f"%recipient.{n}%" for p, n in names.items()}
         header_names = sorted({h for e in envelopes for h in e.headers})
         recipient_vars: dict[str, dict[str, str]] = {}
@@ -270,15 +257,15 @@ class MailgunTransport(HTTPProvider):
         fields = [("from", template.sender)]
         fields += [("to", formataddr((e.name, e.recipient))) for e in envelopes]
         fields += [
-            ("subject", substitute(template.subject, rename)),
-            ("text", substitute(template.text, rename)),
-            ("html", substitute(template.html, rename)),
+            ("subject", fill(template.subject, rename)),
+            ("text", fill(template.text, rename)),
+            ("html", fill(template.html, rename)),
             ("recipient-variables", json.dumps(recipient_vars, ensure_ascii=False)),
             # Our own tracking (or none) decides: Mailgun must not rewrite links or add a pixel.
             ("o:tracking-clicks", "no"),
             ("o:tracking-opens", "no"),
         ]
-        fields += [(f"h:{k}", substitute(v, rename)) for k, v in template.headers.items()]
+        fields += [(f"h:{k}", fill(v, rename)) for k, v in template.headers.items()]
         fields += [(f"h:{h}", f"%recipient.h{i}%") for i, h in enumerate(header_names)]
         return fields
 

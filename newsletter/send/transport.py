@@ -15,22 +15,8 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
+from newsletter.digest.message import MessageTemplate
 from newsletter.errors import TransportError
-
-
-@dataclass(frozen=True)
-class MessageTemplate:
-    """One mailing's content with personalisation placeholders, for providers that substitute.
-
-    Placeholders are literal strings (whatever the digest chose, e.g. `{{unsubscribe_url}}`);
-    an envelope's `variables` map each placeholder to that recipient's value.
-    """
-
-    sender: str  # the From header value
-    subject: str
-    html: str
-    text: str
-    headers: Mapping[str, str] = field(default_factory=dict)  # the same for every recipient
 
 
 @dataclass(frozen=True)
@@ -41,7 +27,8 @@ class Envelope:
     key: str = ""  # the caller's id for this envelope (e.g. the delivery id), echoed in results
     name: str = ""  # the recipient's display name
     # Personalising transports (`Transport.personalises`): template shared by the batch,
-    # this recipient's placeholder values and headers (e.g. their List-Unsubscribe).
+    # this recipient's values by placeholder name (`placeholders.fill`) and headers (e.g. their
+    # List-Unsubscribe).
     template: MessageTemplate | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import AsyncIterator
+
 import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -10,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from newsletter.config import Config
+from newsletter.errors import ConfigError
 from newsletter.web.pages import Pages
 from newsletter.web.security import BodyTooLarge, Guard
 from newsletter.web.webhooks import Webhooks
@@ -18,8 +22,13 @@ from newsletter.web.operator import OperatorApi
 
 
 async def health(request: Request) -> JSONResponse:
-    """Liveness and store reachability, for load balancers and monitors."""
+    """Readiness, for load balancers and monitors: the store answers and links can be signed
+    (without the signing key no page that follows a link works)."""
     engine: sa.Engine = request.app.state.engine
+    try:
+        request.app.state.config.secret_key()
+    except ConfigError as exc:
+        return JSONResponse({"status": "not ready", "signing_key": str(exc)}, status_code=503)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -37,10 +46,20 @@ def create_app(config: Config, engine: sa.Engine) -> Starlette:
         *feeds.routes(config, engine),
         *archive.routes(config, engine),
         *redirect.routes(config, engine),
-        *OperatorApi(config, engine).routes(),
+        *(operator := OperatorApi(config, engine)).routes(),
     ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        pages.mailer.start()
+        try:
+            yield
+        finally:
+            pages.mailer.stop()
+            await operator.wind_down()
+
     app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],
-                    exception_handlers={BodyTooLarge: pages.body_too_large})
+                    exception_handlers={BodyTooLarge: pages.body_too_large}, lifespan=lifespan)
     app.state.config = config
     app.state.engine = engine
     return app

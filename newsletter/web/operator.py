@@ -11,7 +11,9 @@ send of the same edition harmless to each other.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import signal
 import threading
 from typing import Any
 
@@ -25,7 +27,11 @@ from newsletter import editions, locks, mailings, status
 from newsletter.config import Config
 from newsletter.errors import ConfigError, LockedError, MailingError
 from newsletter.scheduler import Job, RunReport
+from newsletter.states import OPEN, MailingStatus
 from newsletter.store import schema, utcnow
+
+
+log = logging.getLogger(__name__)
 
 
 def _error(status_code: int, message: str, **headers: str) -> JSONResponse:
@@ -37,6 +43,25 @@ class OperatorApi:
         self.config = config
         self.engine = engine
         self.job = Job(config, engine, worker=locks.owner_id("serve"))
+
+    async def wind_down(self) -> None:
+        """At shutdown: let the sends started here finish what is in flight and give the rest back.
+
+        Runs on the event loop's (main) thread after the server stopped taking requests; a
+        further SIGINT or SIGTERM meanwhile stops the sends at once.
+        """
+        self.job.stop.request()
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {s: signal.signal(s, lambda signum, _frame: self.job.stop.request(signum))
+                        for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            await run_in_threadpool(self.job.wait_for_sends)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        for s in self.job.stopped:
+            log.warning("send stopped", extra={"mailing_id": s.mailing_id, "edition": s.edition, "detail": s.detail})
 
     def routes(self) -> list[BaseRoute]:
         return [Mount("/api", routes=[
@@ -97,10 +122,10 @@ class OperatorApi:
         m = schema.mailings
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(m.c.id, m.c.status).where(m.c.edition == edition.name, m.c.status.in_(("sending", "paused")))
+                sa.select(m.c.id, m.c.status).where(m.c.edition == edition.name, m.c.status.in_(OPEN))
                 .order_by(m.c.id.desc()).limit(1)
             ).first()
-        if row is not None and row.status == "paused":
+        if row is not None and row.status == MailingStatus.PAUSED:
             raise MailingError(f"mailing {row.id} of {name} is paused: POST /api/mailings/{row.id}/resume first")
         if row is not None:
             return row.id, "resumed"
@@ -121,5 +146,5 @@ class OperatorApi:
             return JSONResponse({"edition": name, "mailing_id": None,
                                  "message": "no new briefs since the last mailing: nothing to send"})
         self._start_sending(mailing_id, name)
-        return JSONResponse({"edition": name, "mailing_id": mailing_id, "mailing": how, "status": "sending",
+        return JSONResponse({"edition": name, "mailing_id": mailing_id, "mailing": how, "status": MailingStatus.SENDING,
                              "url": f"/api/mailings/{mailing_id}"}, status_code=202)
