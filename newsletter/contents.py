@@ -155,8 +155,8 @@ def reader_copy(conn: sa.Connection, config: Config, edition: EditionConfig, mai
         if row is not None:
             if row.state == "skipped":
                 raise NothingForReader(f"mailing {mailing.id} has nothing for this subscriber: {row.last_error}")
-    name = f"mailing {mailing.id}" if mailing.id is not None else "the next mailing"
             return load(conn, mailing, row.content_key)
+    name = f"mailing {mailing.id}" if mailing.id is not None else "the next mailing"
     whole = briefs_module.by_ids(conn, list(mailing.brief_ids))
     subset = briefs_for(whole, countries)
     if not subset:

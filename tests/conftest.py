@@ -25,7 +25,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 def signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every deployment has NEWSLETTER_SECRET_KEY: creating a mailing signs its tracked links."""
     if not os.environ.get("NEWSLETTER_SECRET_KEY"):
-        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
 
 
 @pytest.fixture

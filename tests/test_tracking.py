@@ -27,7 +27,7 @@ from tests.support.editions import T0, add_subscriber
 from tests.support.httpserver import FixtureServer, Reply
 from tests.support.serve import Served, free_port
 
-KEY = b"test-secret-key"
+KEY = b"test-secret-key-0123456789abcdefghijkl"
 HOUR = timedelta(hours=1)
 PERSON = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 
