@@ -101,3 +101,16 @@ def test_report_errors_are_one_clear_line(setup: Setup) -> None:
     assert proc.returncode != 0 and "no edition named 'weekly-xx'" in proc.stderr
     proc = run_cli("report", "daily-en", "--since", "yesterday", config=setup.path)
     assert proc.returncode != 0 and "YYYY-MM-DD" in proc.stderr
+
+
+def test_the_charts_can_be_drawn_as_svg_for_the_console() -> None:
+    import io
+
+    from newsletter.tracking import plot
+
+    buffer = io.BytesIO()
+    trend = [{"mailing_id": i, "created_at": f"2026-03-0{i}", "click_rate": 0.1 * i, "donate_rate": 0.01} for i in (1, 2)]
+    plot.draw(buffer, "daily-en", trend, [{"title": "Brief quito", "countries": ["ecuador"], "click_rate": 0.3}],
+              image_format="svg")
+    svg = buffer.getvalue().decode()
+    assert svg.startswith("<?xml") and "<svg" in svg and "daily-en" in svg

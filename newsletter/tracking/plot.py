@@ -4,7 +4,7 @@ the trend of an edition's click and donate rates, and the click rate of each bri
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Sequence
 
 from newsletter.errors import NewsletterError
 
@@ -25,9 +25,10 @@ def _short(title: str, limit: int = 48) -> str:
     return title if len(title) <= limit else title[: limit - 1] + "…"
 
 
-def draw(path: Path, title: str, trend: Sequence[dict[str, Any]], briefs: Sequence[dict[str, Any]],
-         *, image_format: str | None = None) -> Path:
-    """Write the trend (clicks and donate clicks per 100 copies, per mailing) above the per-brief bars."""
+def draw(path: Path | BinaryIO, title: str, trend: Sequence[dict[str, Any]], briefs: Sequence[dict[str, Any]],
+         *, image_format: str | None = None) -> Path | BinaryIO:
+    """Write the trend (clicks and donate clicks per 100 copies, per mailing) above the per-brief bars,
+    to a file (its format from its suffix) or a binary buffer (`image_format`, e.g. "svg")."""
     plt = _pyplot()
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4 + 0.35 * max(len(briefs), 4)),
                                          gridspec_kw={"height_ratios": [2, max(len(briefs), 4) * 0.35]})
