@@ -19,12 +19,13 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
 
+from newsletter.bounces import verp
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, TransportError
 from newsletter.send import ledger
@@ -85,10 +86,17 @@ class Worker:
         # Providers take a batch in one call; message transports one envelope at a time, so a
         # stop is heard between any two messages.
         self.step = self.limit if self.transport.personalises else 1
+        # VERP for copies that leave as whole messages (SMTP): a bounce then names its delivery.
+        bounces = self.config.bounces
+        self.return_path = bounces.return_path if bounces and not self.transport.personalises else ""
+        self.verp_key = self.config.secret_key() if self.return_path else b""
 
     def envelope(self, c: Claimed) -> Envelope:
         factory, template = self.copies.get(c.content_key)
-        return envelope(factory, template if self.transport.personalises else None, c.recipient, str(c.id))
+        made = envelope(factory, template if self.transport.personalises else None, c.recipient, str(c.id))
+        if self.return_path:
+            made = replace(made, sender=verp.address(self.verp_key, self.return_path, c.id))
+        return made
 
     def pieces(self, envelopes: Sequence[Envelope], step: int) -> Iterator[tuple[int, Sequence[Envelope]]]:
         """(start, piece): at most `step` envelopes of one copy each, since a provider's call carries

@@ -1,7 +1,7 @@
 """per-reader copies of a mailing, and privacy-first click and open counts
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0007
 Create Date: 2026-11-30 05:50:00
 
 A mailing's deliveries may carry a subset of its briefs: `deliveries.content_key` names the
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
