@@ -258,6 +258,14 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    # Links in mailings go through `/r/{token}` and are counted per mailing, brief and link kind.
+    clicks: bool = True
+    # A 1x1 image per mailing; off by default: opens are unreliable (see README, *Tracking*).
+    opens: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     publication: Publication
@@ -269,6 +277,7 @@ class Config:
     transport: TransportConfig
     dkim: DkimConfig
     web: WebConfig
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     webhooks: WebhooksConfig = field(default_factory=lambda: WebhooksConfig())
     bounces: BouncesConfig | None = None
 
@@ -415,6 +424,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Build a validated Config from parsed TOML (pure: no I/O)."""
     sections = {
         "publication", "store", "sources", "collect", "feed", "editions", "transport", "dkim", "web", "webhooks",
+        "tracking",
         "bounces",
     }
     unknown = sorted(set(data) - sections)
@@ -453,6 +463,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         transport=_build(TransportConfig, "transport", data.get("transport", {})),
         dkim=_build(DkimConfig, "dkim", data.get("dkim", {})),
         web=_build(WebConfig, "web", data.get("web", {})),
+        tracking=_build(TrackingConfig, "tracking", data.get("tracking", {})),
         webhooks=_webhooks(data.get("webhooks", {})),
         bounces=_bounces(data.get("bounces")),
     )

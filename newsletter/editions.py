@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter import briefs as briefs_module
-from newsletter import locks
+from newsletter import contents, locks
 from newsletter.briefs import Brief
 from newsletter.config import Config, EditionConfig
 from newsletter.countries import Countries
@@ -32,7 +32,8 @@ from newsletter.send.ledger import create_deliveries
 from newsletter.slots import parse_slot
 from newsletter.states import MailingStatus
 from newsletter.store import schema, utcnow
-from newsletter.subscribers import audience
+from newsletter.subscribers.audience import readers
+from newsletter.tracking import links as tracked_links
 
 log = logging.getLogger(__name__)
 
@@ -153,15 +154,20 @@ def _create(conn: sa.Connection, config: Config, edition: EditionConfig, slot: s
             preheader="", brief_ids=[b.id for b in selection.briefs], cutoff=selection.cutoff, created_at=now,
         )
     ).inserted_primary_key[0]
-    rendered = render_mailing(config, edition, selection.briefs, mailing_id=mailing_id, created_at=now)
+    book = tracked_links.LinkBook.for_mailing(config, mailing_id, selection.briefs) if config.tracking.clicks else None
+    rendered = contents.render_copy(config, edition, selection.briefs, mailing_id=mailing_id, created_at=now,
+                                    book=book)
     conn.execute(
         m.update().where(m.c.id == mailing_id).values(
             subject=rendered.subject, preheader=rendered.preheader, html=rendered.html, text=rendered.text,
             content_hash=rendered.content_hash,
         )
     )
-    countries = {c for b in selection.briefs for c in b.countries}
-    added = create_deliveries(conn, mailing_id, audience(conn, edition, countries))
+    # Each reader's copy: the briefs about their countries, each distinct set rendered once.
+    copies = contents.Copies(conn, config, edition, mailing_id, now, selection.briefs, book)
+    added = create_deliveries(conn, mailing_id, copies.plan(readers(conn, edition)))
+    if book is not None:
+        tracked_links.save(conn, book)
     return mailing_id, added
 
 

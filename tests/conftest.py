@@ -21,6 +21,13 @@ REAL_FIXTURES = ROOT.parent / "shared" / "fixtures" / "real"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+@pytest.fixture(autouse=True)
+def signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every deployment has NEWSLETTER_SECRET_KEY: creating a mailing signs its tracked links."""
+    if not os.environ.get("NEWSLETTER_SECRET_KEY"):
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.sqlite3'}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from newsletter import editions, locks
+from newsletter import contents, editions, locks
 from newsletter.errors import RenderError
 from newsletter.slots import slot_id
 from newsletter.store import schema
@@ -151,7 +151,7 @@ def test_a_failure_midway_leaves_no_mailing_and_a_rerun_completes(
         raise RenderError("template exploded")
 
     with monkeypatch.context() as patch:
-        patch.setattr(editions, "render_mailing", broken)
+        patch.setattr(contents, "render_mailing", broken)
         with pytest.raises(RenderError):
             editions.prepare_mailing(config, engine, "daily-en", slot=slot_id(T0), now=T0)
     assert mailings(engine) == []

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "newsletter.cli.run",
     "newsletter.cli.mailings",
     "newsletter.cli.preview",
+    "newsletter.cli.report",
     "newsletter.cli.bounces",
 ]
 

@@ -32,13 +32,14 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
         ctx.print_json(rows)
         return 0
     table = Table(title="Mailings")
-    for column in ("id", "edition", "slot", "status", "briefs", "pending", "sent", "failed", "suppressed", "created"):
+    for column in ("id", "edition", "slot", "status", "briefs", "pending", "sent", "failed", "suppressed", "skipped",
+                   "created"):
         table.add_column(column)
     for m in rows:
         d = m["deliveries"]
         status = m["status"] + (f" ({m['paused_reason']})" if m["paused_reason"] else "")
         table.add_row(str(m["id"]), m["edition"], m["slot"], status, str(m["briefs"]), str(d["pending"] + d["sending"]),
-                      str(d["sent"]), str(d["failed"]), str(d["suppressed"]), m["created_at"])
+                      str(d["sent"]), str(d["failed"]), str(d["suppressed"]), str(d["skipped"]), m["created_at"])
     ctx.out.print(table)
     return 0
 

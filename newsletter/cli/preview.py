@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from newsletter import editions
+from newsletter import contents, editions
 from newsletter.cli.context import Context
 from newsletter.config import Config, EditionConfig
 from newsletter.digest import MailingContent, MessageFactory
@@ -40,7 +40,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     edition = config.edition(args.edition)
     with ctx.engine.connect() as conn:
         content = _existing(conn, edition, args.mailing) if args.mailing else _next(conn, config, edition)
-        recipient = _recipient(conn, args.subscriber, edition)
+        recipient, countries = _recipient(conn, args.subscriber, edition)
+        if args.subscriber:
+            # Their own copy: only the briefs about the countries they chose.
+            content = contents.reader_copy(conn, config, edition, content, recipient.id, countries)
     # A preview is a test copy: its .eml never carries the Message-ID of a real delivery.
     factory = MessageFactory(config, content, test=True)
     html, text = factory.parts(recipient)
@@ -91,9 +94,9 @@ def _next(conn: sa.Connection, config: Config, edition: EditionConfig) -> Mailin
     return content
 
 
-def _recipient(conn: sa.Connection, email: str | None, edition: EditionConfig) -> Recipient:
+def _recipient(conn: sa.Connection, email: str | None, edition: EditionConfig) -> tuple[Recipient, list[str]]:
     if not email:
-        return Recipient(None, SAMPLE_EMAIL, messages(edition.language)["sample_name"], edition.language)
+        return Recipient(None, SAMPLE_EMAIL, messages(edition.language)["sample_name"], edition.language), []
     try:
         address = normalise(email)
     except SubscriberError as exc:
@@ -101,4 +104,4 @@ def _recipient(conn: sa.Connection, email: str | None, edition: EditionConfig) -
     row = registry.find(conn, address)
     if row is None:
         raise NewsletterError(f"--subscriber: no subscriber {address!r}; `newsletter subscribers add` adds one")
-    return Recipient(row.id, row.email, row.name, row.language)
+    return Recipient(row.id, row.email, row.name, row.language), list(row.countries or ())

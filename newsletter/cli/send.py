@@ -120,9 +120,9 @@ def _send(ctx: Context, args: argparse.Namespace, mailing_id: int, stop: Stop) -
 def _describe(edition: str, s: SendSummary) -> str:
     if s.dry_run:
         return (f"{edition}: mailing {s.mailing_id} (dry run): {s.would_send} copies rendered, {s.suppressed} suppressed, "
-                f"nothing sent, in {s.duration_seconds:.1f} s ({s.per_second:.0f} messages/s)")
+                f"{s.skipped} skipped, nothing sent, in {s.duration_seconds:.1f} s ({s.per_second:.0f} messages/s)")
     return (f"{edition}: mailing {s.mailing_id} {s.status}: sent {s.sent}, failed {s.failed}, suppressed {s.suppressed}, "
-            f"retried {s.retried} in {s.duration_seconds:.1f} s ({s.per_second:.0f} messages/s); "
+            f"skipped {s.skipped}, retried {s.retried} in {s.duration_seconds:.1f} s ({s.per_second:.0f} messages/s); "
             f"ledger: {s.totals['sent']} sent, {s.totals['failed']} failed, "
             f"{s.totals['pending'] + s.totals['sending']} left")
 

@@ -48,6 +48,7 @@ class SendSummary:
     sent: int = 0  # by this run
     failed: int = 0
     suppressed: int = 0
+    skipped: int = 0  # deliveries with nothing for their reader (per-reader copies)
     retried: int = 0  # deliveries put back for a later attempt
     duration_seconds: float = 0.0
     dry_run: bool = False
@@ -81,7 +82,7 @@ def _summary(engine: sa.Engine, mailing_id: int, **kw: Any) -> SendSummary:
     with engine.connect() as conn:
         row = ledger.mailing(conn, mailing_id)
         totals = ledger.count(conn, mailing_id)
-    return SendSummary(mailing_id, row.status, row.paused_reason, totals=totals, **kw)
+    return SendSummary(mailing_id, row.status, row.paused_reason, totals=totals, skipped=totals["skipped"], **kw)
 
 
 Progress = Callable[[int, int], None]

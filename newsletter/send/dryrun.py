@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from newsletter.config import Config
-from newsletter.digest import MessageFactory
 from newsletter.send import ledger
+from newsletter.send.copies import CopyFactories
 
 PAGE = 1000
 
@@ -26,7 +26,7 @@ class DryRunCount:
 def render_remaining(config: Config, engine: sa.Engine, mailing_id: int) -> DryRunCount:
     """Build every remaining copy of the mailing (so a template error shows now) and count them."""
     with engine.connect() as conn:
-        factory = MessageFactory(config, ledger.mailing(conn, mailing_id))
+        copies = CopyFactories(config, engine, ledger.mailing(conn, mailing_id), provider=False)
     would_send = suppressed = 0
     after = 0
     while True:
@@ -37,5 +37,5 @@ def render_remaining(config: Config, engine: sa.Engine, mailing_id: int) -> DryR
         after = page.last_id
         suppressed += page.suppressed
         for delivery in page.deliveries:
-            factory.build(delivery.recipient)
+            copies.get(delivery.content_key)[0].build(delivery.recipient)
             would_send += 1

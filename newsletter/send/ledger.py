@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from newsletter.contents import Planned
 from newsletter.errors import StoreError
 from newsletter.recipients import Recipient
 from newsletter.states import UNFINISHED, DeliveryState, MailingStatus
@@ -54,6 +55,7 @@ class Claimed:
     id: int
     attempts: int
     recipient: Recipient
+    content_key: str | None = None  # which copy of the mailing (None: the whole mailing)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def worker_name(label: str) -> str:
     return f"{label}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"[:128]
 
 
-def _chunks(items: Iterable[Recipient], size: int) -> Iterator[list[Recipient]]:
+def _chunks(items: Iterable[Recipient | Planned], size: int) -> Iterator[list[Recipient | Planned]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
@@ -90,21 +92,25 @@ def count(conn: sa.Connection, mailing_id: int) -> dict[str, int]:
     return counts
 
 
-def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable[Recipient]) -> int:
+def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable[Recipient | Planned]) -> int:
     """Record one delivery per recipient, once: running it again adds only the missing ones.
 
     Addresses on the suppression list are recorded as `suppressed`, so the ledger says why
-    they were not mailed. Streams the recipients in chunks, whatever the size of the list.
-    Returns how many deliveries were added.
+    they were not mailed. A `Planned` recipient names their copy of the mailing, or why they
+    get none (recorded as `skipped` with that reason). Streams the recipients in chunks,
+    whatever the size of the list. Returns how many deliveries were added.
     """
     before = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
     insert = _insert(conn)
     for chunk in _chunks(recipients, INSERT_CHUNK):
-        blocked = suppressed_among(conn, [r.email for r in chunk])
+        planned = [p if isinstance(p, Planned) else Planned(p) for p in chunk]
+        blocked = suppressed_among(conn, [p.recipient.email for p in planned])
         rows = [
-            {"mailing_id": mailing_id, "subscriber_id": r.id, "email": r.email, "attempts": 0,
-             "state": DeliveryState.SUPPRESSED if r.email in blocked else DeliveryState.PENDING}
-            for r in chunk
+            {"mailing_id": mailing_id, "subscriber_id": p.recipient.id, "email": p.recipient.email, "attempts": 0,
+             "content_key": p.content_key, "last_error": None if p.recipient.email in blocked else p.skipped,
+             "state": (DeliveryState.SUPPRESSED if p.recipient.email in blocked
+                       else DeliveryState.SKIPPED if p.skipped else DeliveryState.PENDING)}
+            for p in planned
         ]
         conn.execute(insert(), rows)
     after = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
@@ -156,13 +162,13 @@ def _with_recipients(conn: sa.Connection, where: sa.ColumnElement[bool],
     and what a dry run renders."""
     s = schema.subscribers
     rows = conn.execute(
-        sa.select(d.c.id, d.c.email, d.c.attempts, d.c.subscriber_id, s.c.name, s.c.language)
+        sa.select(d.c.id, d.c.email, d.c.attempts, d.c.subscriber_id, d.c.content_key, s.c.name, s.c.language)
         .select_from(d.outerjoin(s, s.c.id == d.c.subscriber_id))
         .where(where).order_by(d.c.id).limit(limit)
     ).all()
     blocked = set(suppressed_among(conn, [r.email for r in rows]))
     claimed = [
-        Claimed(r.id, r.attempts, Recipient(r.subscriber_id, r.email, r.name or "", r.language or ""))
+        Claimed(r.id, r.attempts, Recipient(r.subscriber_id, r.email, r.name or "", r.language or ""), r.content_key)
         for r in rows if r.email not in blocked
     ]
     return claimed, blocked, rows[-1].id if rows else 0

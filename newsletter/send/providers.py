@@ -128,6 +128,9 @@ class PostmarkTransport(HTTPProvider):
             "Headers": [{"Name": k, "Value": fill(v, values)} for k, v in headers.items()],
             "MessageStream": self.message_stream,
             "Metadata": {"delivery": envelope.key},
+            # Our own tracking (or none) decides: Postmark must not rewrite links or add a pixel.
+            "TrackLinks": "None",
+            "TrackOpens": False,
         }
 
     def send(self, envelopes: Sequence[Envelope]) -> list[Result]:
@@ -185,6 +188,9 @@ class SendGridTransport(HTTPProvider):
             "from": self._address(template.sender),
             "subject": template.subject,
             "content": [{"type": "text/plain", "value": template.text}, {"type": "text/html", "value": template.html}],
+            # Our own tracking (or none) decides: SendGrid must not rewrite links or add a pixel.
+            "tracking_settings": {"click_tracking": {"enable": False, "enable_text": False},
+                                  "open_tracking": {"enable": False}},
         }
         if template.headers:
             payload["headers"] = dict(template.headers)
@@ -255,6 +261,9 @@ class MailgunTransport(HTTPProvider):
             ("text", fill(template.text, rename)),
             ("html", fill(template.html, rename)),
             ("recipient-variables", json.dumps(recipient_vars, ensure_ascii=False)),
+            # Our own tracking (or none) decides: Mailgun must not rewrite links or add a pixel.
+            ("o:tracking-clicks", "no"),
+            ("o:tracking-opens", "no"),
         ]
         fields += [(f"h:{k}", fill(v, rename)) for k, v in template.headers.items()]
         fields += [(f"h:{h}", f"%recipient.h{i}%") for i, h in enumerate(header_names)]

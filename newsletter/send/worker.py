@@ -21,21 +21,21 @@ import sys
 import threading
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
 
 from newsletter.bounces import verp
 from newsletter.config import Config
-from newsletter.digest import MessageFactory
 from newsletter.errors import NewsletterError, TransportError
 from newsletter.send import ledger
-from newsletter.send.envelopes import envelope, provider_template
+from newsletter.send.copies import CopyFactories
+from newsletter.send.envelopes import envelope
 from newsletter.send.ledger import Claimed
 from newsletter.send.ratelimit import TokenBucket
 from newsletter.send.retry import MAX_RETRY_AFTER, bounce_kind, failure_reason, judge
 from newsletter.send.transport import Envelope, Result, Transport
-from newsletter.send.transports import open_transport
+from newsletter.send.transports import KINDS, open_transport
 from newsletter.states import DeliveryState, MailingStatus
 from newsletter.store import utcnow
 from newsletter.store.db import create_engine
@@ -70,7 +70,7 @@ class Worker:
     suppressed, retried), ("paused", reason) and ("error", message).
     """
 
-    def __init__(self, spec: WorkerSpec, index: int, engine: sa.Engine, factory: MessageFactory,
+    def __init__(self, spec: WorkerSpec, index: int, engine: sa.Engine, copies: CopyFactories,
                  bucket: TokenBucket | None, events: Any, stopping: Any) -> None:
         self.spec = spec
         self.config = spec.config
@@ -79,9 +79,8 @@ class Worker:
         self.stopping = stopping
         self.name = ledger.worker_name(f"{spec.label}-{index}")
         self.engine = engine
-        self.factory = factory
+        self.copies = copies
         self.transport: Transport = open_transport(self.config)
-        self.template = provider_template(self.factory) if self.transport.personalises else None
         self.limit = min(self.config.transport.batch_size, self.transport.batch_limit)
         self.lease = timedelta(seconds=self.config.transport.claim_lease_seconds)
         # Providers take a batch in one call; message transports one envelope at a time, so a
@@ -93,10 +92,22 @@ class Worker:
         self.verp_key = self.config.secret_key() if self.return_path else b""
 
     def envelope(self, c: Claimed) -> Envelope:
-        made = envelope(self.factory, self.template, c.recipient, str(c.id))
+        factory, template = self.copies.get(c.content_key)
+        made = envelope(factory, template if self.transport.personalises else None, c.recipient, str(c.id))
         if self.return_path:
             made = replace(made, sender=verp.address(self.verp_key, self.return_path, c.id))
         return made
+
+    def pieces(self, envelopes: Sequence[Envelope], step: int) -> Iterator[tuple[int, Sequence[Envelope]]]:
+        """(start, piece): at most `step` envelopes of one copy each, since a provider's call carries
+        one template (`run` orders a batch by copy, so a batch of one copy stays whole)."""
+        start = 0
+        while start < len(envelopes):
+            end = start + 1
+            while end < len(envelopes) and end - start < step and envelopes[end].template is envelopes[start].template:
+                end += 1
+            yield start, envelopes[start:end]
+            start = end
 
     def hand_over(self, envelopes: Sequence[Envelope]) -> list[Result]:
         """Results for the envelopes handed over, in order: all of them unless a stop came first.
@@ -106,10 +117,9 @@ class Worker:
         # Pieces no bigger than the burst either, so a batch never leaves faster than the limit allows.
         step = min(self.step, self.bucket.burst) if self.bucket else self.step
         results: list[Result] = []
-        for i in range(0, len(envelopes), step):
+        for i, piece in self.pieces(envelopes, step):
             if self.stopping.is_set():
                 break
-            piece = envelopes[i:i + step]
             if self.bucket is not None:
                 self.bucket.take(len(piece))
             try:
@@ -133,6 +143,7 @@ class Worker:
                 if not self.wait_for_more():
                     return
                 continue
+            claimed.sort(key=lambda c: (c.content_key or "", c.id))
             try:
                 envelopes = [self.envelope(c) for c in claimed]
             except NewsletterError as exc:
@@ -221,8 +232,8 @@ def worker_main(spec: WorkerSpec, threads: int, bucket: TokenBucket | None, even
     try:
         with engine.connect() as conn:
             mailing = ledger.mailing(conn, spec.mailing_id)
-        factory = MessageFactory(spec.config, mailing)
-        workers = [Worker(spec, i, engine, factory, bucket, events, stopping) for i in range(threads)]
+        copies = CopyFactories(spec.config, engine, mailing, provider=KINDS[spec.config.transport.kind].personalises)
+        workers = [Worker(spec, i, engine, copies, bucket, events, stopping) for i in range(threads)]
     except NewsletterError as exc:
         events.put(("error", str(exc)))
         engine.dispose()

@@ -215,7 +215,7 @@ deliveries = sa.Table(
     sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="CASCADE"), nullable=False),
     sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
     sa.Column("email", sa.String(320), nullable=False),
-    # a DeliveryState (newsletter/states.py)
+    # a DeliveryState (newsletter/states.py); skipped: nothing in the mailing for them, why in last_error
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
@@ -225,6 +225,8 @@ deliveries = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime),
     sa.Column("sent_at", UTCDateTime),
     sa.Column("provider_message_id", sa.String(256)),
+    # The copy it carries: a `mailing_contents` key, or NULL for the mailing's whole content.
+    sa.Column("content_key", sa.String(32)),
     sa.UniqueConstraint("mailing_id", "email", name="uq_deliveries_mailing_email"),
     sa.Index("ix_deliveries_mailing_state", "mailing_id", "state"),
     sa.CheckConstraint(check_clause("state", DeliveryState), name="ck_deliveries_state"),
@@ -353,4 +355,44 @@ bounce_reports = sa.Table(
     sa.UniqueConstraint("identity", "email", name="uq_bounce_reports_identity_email"),
     sa.Index("ix_bounce_reports_mailing_id", "mailing_id"),
     sqlite_autoincrement=True,
+)
+
+# A mailing's per-reader copies: one row per distinct set of its briefs that some reader gets
+# (the whole set stays in `mailings`). Rendered and frozen when the mailing is created.
+mailing_contents = sa.Table(
+    "mailing_contents",
+    metadata,
+    sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="CASCADE"), primary_key=True),
+    # newsletter.contents.content_key(brief_ids): the same set always has the same key.
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("brief_ids", sa.JSON, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("preheader", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+)
+
+# Every link a mailing's copies point to through `/r/{token}`: the redirect goes only here.
+mailing_links = sa.Table(
+    "mailing_links",
+    metadata,
+    sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("link_no", sa.Integer, primary_key=True),  # from 1; 0 is the open pixel in tracking_counts
+    sa.Column("url", sa.Text, nullable=False),
+    # original | donate | archive | other
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("brief_id", sa.Integer),
+)
+
+# Clicks and opens per mailing, link and day; never per reader (no IP, user agent or cookie).
+tracking_counts = sa.Table(
+    "tracking_counts",
+    metadata,
+    sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("link_no", sa.Integer, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    # counted (a person, as far as we can tell) | head | bot | scanner (filtered, kept apart)
+    sa.Column("verdict", sa.String(16), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
 )

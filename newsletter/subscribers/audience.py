@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Collection, Iterator
+from typing import Collection, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -20,9 +20,19 @@ def audience(conn: sa.Connection, edition: EditionConfig, countries: Collection[
 
     A subscriber wants it when their editions list is empty or names the edition, and their
     countries of interest are empty or meet `countries` (the mailing's brief countries).
-    The JSON lists are checked here rather than in SQL so SQLite and PostgreSQL agree.
     """
     wanted = set(countries)
+    for recipient, chosen in readers(conn, edition):
+        if not chosen or not wanted.isdisjoint(chosen):
+            yield recipient
+
+
+def readers(conn: sa.Connection, edition: EditionConfig) -> Iterator[tuple[Recipient, Sequence[str]]]:
+    """Active, unsuppressed subscribers of `edition`'s language who want the edition, with their
+    countries of interest (empty: every country), ordered by id; per-reader copies start here.
+
+    The JSON lists are checked here rather than in SQL so SQLite and PostgreSQL agree.
+    """
     query = (
         sa.select(S.c.id, S.c.email, S.c.name, S.c.language, S.c.editions, S.c.countries)
         .where(S.c.status == "active", S.c.language == edition.language,
@@ -35,6 +45,4 @@ def audience(conn: sa.Connection, edition: EditionConfig, countries: Collection[
     for row in result:
         if row.editions and edition.name not in row.editions:
             continue
-        if row.countries and wanted.isdisjoint(row.countries):
-            continue
-        yield Recipient(row.id, row.email, row.name, row.language)
+        yield Recipient(row.id, row.email, row.name, row.language), tuple(row.countries or ())

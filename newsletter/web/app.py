@@ -17,7 +17,7 @@ from newsletter.errors import ConfigError
 from newsletter.web.pages import Pages
 from newsletter.web.security import BodyTooLarge, Guard
 from newsletter.web.webhooks import Webhooks
-from newsletter.web import archive, archive_index, feed_list, feeds, home
+from newsletter.web import archive, archive_index, feed_list, feeds, home, redirect
 from newsletter.web.operator import OperatorApi
 from newsletter.web.public import Public
 
@@ -50,6 +50,7 @@ def create_app(config: Config, engine: sa.Engine) -> Starlette:
         *feeds.routes(config, engine),
         *archive_index.routes(public),
         *archive.routes(public),
+        *redirect.routes(config, engine),
         *(operator := OperatorApi(config, engine)).routes(),
     ]
 

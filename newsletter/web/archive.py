@@ -22,6 +22,7 @@ from newsletter.digest import render_mailing
 from newsletter.digest.placeholders import web_copy
 from newsletter.states import MailingStatus
 from newsletter.store import schema
+from newsletter.tracking.links import untrack
 from newsletter.web.home import archive_feed, edition_title
 from newsletter.web.public import Public, language_feeds
 
@@ -73,6 +74,10 @@ def routes(public: Public) -> list[BaseRoute]:
                     return None  # every brief it carried was withdrawn
                 kept = [b for b in briefs.by_ids(conn, ids) if b.id in live]
                 rendered = render_mailing(config, edition, kept, mailing_id=mailing_id, created_at=row.created_at).html
+            ml = schema.mailing_links
+            targets = dict(conn.execute(sa.select(ml.c.link_no, ml.c.url).where(ml.c.mailing_id == mailing_id)).all())
+        # A visit to the archive is not a reader of the mailing clicking: its links lead straight on.
+        rendered = untrack(rendered, config.publication.public_url, config.secret_key(), targets, mailing_id)
         lang = row.language if row.language in public.messages.languages else "en"
         words = public.messages.words(lang)
         feeds = [archive_feed(public, edition, lang)] if edition is not None else []
