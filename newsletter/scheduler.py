@@ -23,14 +23,13 @@ import sqlalchemy as sa
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from newsletter import editions, locks
+from newsletter import editions, locks, mailings, operations
 from newsletter.collect import collect_all
 from newsletter.config import Config, EditionConfig
 from newsletter.errors import LockedError, NewsletterError
 from newsletter.feeds import build_all
-from newsletter.send.dispatch import send_mailing
 from newsletter.slots import Schedule, SlotTrigger, due_slot, slot_id
-from newsletter.store import schema, utcnow
+from newsletter.store import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +101,6 @@ class RunReport:
         return data
 
 
-def last_slot(conn: sa.Connection, edition: str, *outcomes: str) -> datetime | None:
-    """The newest scheduled slot the edition recorded, of any outcome or of the given ones."""
-    s = schema.schedule_slots
-    query = sa.select(sa.func.max(s.c.due_at)).where(s.c.edition == edition)
-    if outcomes:
-        query = query.where(s.c.outcome.in_(outcomes))
-    return conn.execute(query).scalar_one()
-
-
 class Job:
     """The steps of the job against one store; `clock` is injectable so tests control time."""
 
@@ -156,8 +146,8 @@ class Job:
         schedule = Schedule.of(edition)
         grace = timedelta(minutes=edition.grace_minutes)
         with self.engine.begin() as conn:
-            seen = last_slot(conn, edition.name)
-            sent = last_slot(conn, edition.name, "mailing")
+            seen = editions.last_slot(conn, edition.name)
+            sent = editions.last_slot(conn, edition.name, "mailing")
             missed = schedule.between(seen, now - grace) if seen is not None else []
             if missed:
                 # The newest one stands for them all: the next run counts from there.
@@ -201,7 +191,7 @@ class Job:
                 return
             self._sending.add(mailing_id)
         try:
-            summary = send_mailing(self.config, self.engine, mailing_id, worker=self.worker)
+            summary = operations.deliver(self.config, self.engine, mailing_id, worker=self.worker)
         except NewsletterError as exc:
             report.sends.append(SendOutcome(mailing_id, edition, "error", detail=str(exc)))
             log.error("send failed", extra={"mailing_id": mailing_id, "edition": edition, "detail": str(exc)})
@@ -218,11 +208,10 @@ class Job:
     def send_unfinished(self, report: RunReport) -> None:
         """Carry on every mailing still sending (new ones, interrupted ones, retries now due).
 
-        Paused mailings wait for an operator (`mailings resume` or `send EDITION`).
+        Paused mailings wait for an operator (`mailings resume` or `send EDITION --resume`).
         """
-        m = schema.mailings
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(m.c.id, m.c.edition).where(m.c.status == "sending").order_by(m.c.id)).all()
+            rows = mailings.sending(conn)
         for row in rows:
             self.send(row.id, row.edition, report)
 

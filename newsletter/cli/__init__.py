@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "newsletter.cli.run",
     "newsletter.cli.mailings",
     "newsletter.cli.preview",
+    "newsletter.cli.operators",
 ]
 
 
