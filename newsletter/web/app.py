@@ -14,6 +14,7 @@ from newsletter.web.pages import Pages
 from newsletter.web.security import BodyTooLarge, Guard
 from newsletter.web.webhooks import Webhooks
 from newsletter.web import archive, feeds
+from newsletter.web.console import Console
 from newsletter.web.operator import OperatorApi
 
 
@@ -30,13 +31,15 @@ async def health(request: Request) -> JSONResponse:
 
 def create_app(config: Config, engine: sa.Engine) -> Starlette:
     pages = Pages(config, engine)
+    operator_api = OperatorApi(config, engine)
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         *pages.routes(),
         Route("/webhooks/{provider}", Webhooks(config, engine).handle, methods=["POST"]),
         *feeds.routes(config, engine),
         *archive.routes(config, engine),
-        *OperatorApi(config, engine).routes(),
+        *operator_api.routes(),
+        *Console(config, engine, operator_api.start_sending).routes(),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],
                     exception_handlers={BodyTooLarge: pages.body_too_large})
