@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--dkim-copies", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    os.environ.setdefault("NEWSLETTER_SECRET_KEY", "bench-secret-key")
+    os.environ.setdefault("NEWSLETTER_SECRET_KEY", "bench-secret-key-0123456789abcdefghijkl")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         key = folder / "dkim.pem"

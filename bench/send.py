@@ -315,7 +315,7 @@ def main() -> None:
     parser.add_argument("--http", type=int, default=100_000)
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ.setdefault("NEWSLETTER_SECRET_KEY", "bench-secret-key")
+    os.environ.setdefault("NEWSLETTER_SECRET_KEY", "bench-secret-key-0123456789abcdefghijkl")
     if args.memory_child:
         folder, n, seconds = args.memory_child
         memory_child(Path(folder), int(n), float(seconds))

@@ -4,8 +4,10 @@
 Each language is a WordPress-like site under its own prefix ("" for English, "/es" for
 Spanish), built from a JSON file of REST API posts (with `_embed`):
 
-    {prefix}/wp-json/wp/v2/posts          per_page, page, modified_after, categories, tags,
-                                           orderby=modified, order; X-WP-Total(Pages); ETag/304
+    {prefix}/wp-json/wp/v2/posts          per_page, page, modified_after, modified_before, include,
+                                           categories, tags, orderby=modified|id, order;
+                                           X-WP-Total(Pages); ETag/304; public posts only
+    {prefix}/wp-json/wp/v2/posts/<id>     one post; 404 when missing, 401 when not public
     {prefix}/wp-json/wp/v2/categories      ?slug=a,b        (and /tags)
     {prefix}/feed/                         RSS 2.0 with content:encoded and dc:creator
     {prefix}/feed/atom/                    Atom 1.0
@@ -74,6 +76,8 @@ class Site:
         site = base + self.prefix
         if local == "/wp-json/wp/v2/posts":
             return self._conditional(self._posts(posts, query), headers)
+        if local.startswith("/wp-json/wp/v2/posts/"):
+            return self._post(posts, local.rsplit("/", 1)[-1])
         if local in ("/wp-json/wp/v2/categories", "/wp-json/wp/v2/tags"):
             taxonomy = "category" if local.endswith("categories") else "post_tag"
             return self._conditional(self._terms(posts, taxonomy, query), headers)
@@ -98,17 +102,36 @@ class Site:
             return Answer(304, answer.content_type, b"", {"ETag": etag})
         return answer
 
+    @staticmethod
+    def _public(post: dict) -> bool:
+        return post.get("status", "publish") == "publish"
+
+    def _post(self, posts: list[dict], post_id: str) -> Answer:
+        """One post by id: 404 when there is none, 401 when it is not public (as WordPress answers)."""
+        found = next((p for p in posts if str(p["id"]) == post_id), None)
+        if found is None or not self._public(found):
+            status, code = (404, "rest_post_invalid_id") if found is None else (401, "rest_forbidden")
+            body = {"code": code, "message": "Sorry.", "data": {"status": status}}
+            return Answer(status, "application/json; charset=UTF-8", json.dumps(body).encode(), {})
+        return Answer(200, "application/json; charset=UTF-8", json.dumps(found).encode(), {})
+
     def _posts(self, posts: list[dict], query: dict[str, str]) -> Answer:
-        selected = posts
+        selected = [p for p in posts if self._public(p)]
+        if "include" in query:
+            ids = {int(i) for i in query["include"].split(",")}
+            selected = [p for p in selected if p["id"] in ids]
         if "modified_after" in query:
             after = _gmt(query["modified_after"])
             selected = [p for p in selected if _gmt(p["modified_gmt"]) > after]
+        if "modified_before" in query:
+            before = _gmt(query["modified_before"])
+            selected = [p for p in selected if _gmt(p["modified_gmt"]) < before]
         wanted = {t: {int(i) for i in query[t].split(",")} for t in ("categories", "tags") if t in query}
         if wanted:
             matches = [any(set(p.get(t, [])) & ids for t, ids in wanted.items()) if query.get("tax_relation") == "OR"
                        else all(set(p.get(t, [])) & ids for t, ids in wanted.items()) for p in selected]
             selected = [p for p, ok in zip(selected, matches) if ok]
-        key = "modified_gmt" if query.get("orderby") == "modified" else "date_gmt"
+        key = {"modified": "modified_gmt", "id": "id"}.get(query.get("orderby", ""), "date_gmt")
         selected = sorted(selected, key=lambda p: p[key], reverse=query.get("order", "desc") == "desc")
         per_page = int(query.get("per_page", 10))
         page = int(query.get("page", 1))

@@ -1,7 +1,13 @@
 """The brief: one article as we store it, and the store operations on briefs.
 
-Collecting writes briefs through `upsert`; feeds and digests read them through the
-query functions here, so no stage needs to know the table's columns.
+A brief is a published article, whatever sources saw it: each source's sighting of it is
+a row of `sightings`, and `upsert` finds the brief a collected item belongs to by that
+sighting, by the article's normalised URL or by its WordPress post id on its site. The
+richest source's content wins. A withdrawn brief (`withdrawn_at` set) stays stored but is
+not public: the query functions here return public briefs only, unless asked otherwise.
+
+Collecting writes briefs through `upsert` and `withdraw`; feeds and digests read them
+through the query functions here, so no stage needs to know the table's columns.
 """
 
 from __future__ import annotations
@@ -14,9 +20,26 @@ from typing import Literal, Sequence
 
 import sqlalchemy as sa
 
+from newsletter.identity import canonical_url
 from newsletter.store import schema, utcnow
 
 Outcome = Literal["new", "updated", "unchanged"]
+
+# Content ranks: which source's text of an article is kept when several sources saw it.
+RANK_FEED_SUMMARY = 0  # a feed item with only its description
+RANK_PAGE = 1  # the article page, read out of its HTML
+RANK_FEED_CONTENT = 2  # a feed item's full content (content:encoded, atom:content)
+RANK_API = 3  # the WordPress REST API's post
+
+
+def public_clause(table: sa.Table | None = None) -> sa.ColumnElement[bool]:
+    """The SQL condition "not withdrawn", for any query over the briefs table."""
+    return (schema.briefs if table is None else table).c.withdrawn_at.is_(None)
+
+
+def is_public(brief: "Brief") -> bool:
+    """Whether a brief may go out (feeds, new mailings, pages): the publisher has not withdrawn it."""
+    return brief.withdrawn_at is None
 
 
 @dataclass(frozen=True)
@@ -34,12 +57,18 @@ class Brief:
     lede: str = ""  # sanitised HTML
     analysis: str = ""  # sanitised HTML; empty when the brief has no analysis section
     image_url: str | None = None
+    # The WordPress post id on its site (host and path, no scheme), when the source told us.
+    post_id: int | None = None
+    site: str = ""
+    content_rank: int = RANK_PAGE
     # Set by the store:
     id: int | None = None
     guid: str = ""
     first_seen_at: datetime | None = None
     updated_at: datetime | None = None
     content_hash: str = field(default="")
+    withdrawn_at: datetime | None = None
+    withdrawn_reason: str = ""
 
     def computed_hash(self) -> str:
         """Hash of what a reader sees, so an edit is noticed and a re-fetch is not."""
@@ -80,20 +109,47 @@ def from_row(row: sa.Row) -> Brief:
         content_hash=row.content_hash,
         first_seen_at=row.first_seen_at,
         updated_at=row.updated_at,
+        post_id=row.post_id,
+        site=row.site or "",
+        content_rank=row.content_rank,
+        withdrawn_at=row.withdrawn_at,
+        withdrawn_reason=row.withdrawn_reason or "",
     )
 
 
-def upsert(conn: sa.Connection, brief: Brief, *, site_url: str) -> tuple[Outcome, int]:
-    """Store a collected brief: insert it, update it in place when it changed, else leave it.
+def _match(conn: sa.Connection, brief: Brief, canonical: str) -> int | None:
+    """The stored brief that is the same article: by WordPress post id on its site, else by URL."""
+    b, s = schema.briefs, schema.sightings
+    if brief.post_id is not None and brief.site:
+        found = conn.execute(sa.select(b.c.id).where(b.c.site == brief.site, b.c.post_id == brief.post_id)
+                             .order_by(b.c.id).limit(1)).scalar()
+        if found is not None:
+            return found
+    found = conn.execute(sa.select(b.c.id).where(b.c.canonical_url == canonical).order_by(b.c.id).limit(1)).scalar()
+    if found is not None:
+        return found
+    return conn.execute(sa.select(s.c.brief_id).where(s.c.canonical_url == canonical).order_by(s.c.id).limit(1)).scalar()
 
-    An update keeps the row's id, guid and first_seen_at, so feeds and mailings keep its identity.
+
+def upsert(conn: sa.Connection, brief: Brief, *, site_url: str, now: datetime | None = None) -> tuple[Outcome, int]:
+    """Store a collected item: a new brief, or a sighting of one already stored.
+
+    The brief's content changes only when the item's source is at least as rich as the one
+    that gave the stored content (`content_rank`) and the content differs, so an article
+    seen by several sources is updated once. An update keeps the row's id, guid and
+    first_seen_at, so feeds and mailings keep its identity. A withdrawn brief comes back
+    only when its source shows it modified after it was withdrawn (republished).
+    `now` is the collect's time: one per source run, so briefs stored together share it.
     """
-    b = schema.briefs
+    b, s = schema.briefs, schema.sightings
     digest = brief.computed_hash()
-    now = utcnow()
-    existing = conn.execute(
-        sa.select(b.c.id, b.c.content_hash, b.c.modified_at).where(b.c.source == brief.source, b.c.key == brief.key)
+    now = now or utcnow()
+    canonical = canonical_url(brief.url)
+    sighting = conn.execute(
+        sa.select(s.c.id, s.c.brief_id, s.c.content_hash, s.c.modified_at)
+        .where(s.c.source == brief.source, s.c.key == brief.key)
     ).first()
+    brief_id = sighting.brief_id if sighting else _match(conn, brief, canonical)
     values = dict(
         url=brief.url,
         title=brief.title,
@@ -107,25 +163,83 @@ def upsert(conn: sa.Connection, brief: Brief, *, site_url: str) -> tuple[Outcome
         analysis=brief.analysis,
         image_url=brief.image_url,
         content_hash=digest,
+        canonical_url=canonical,
+        content_rank=brief.content_rank,
     )
-    if existing is None:
-        result = conn.execute(
+    seen = dict(url=brief.url, canonical_url=canonical, content_hash=digest, modified_at=brief.modified_at)
+    if brief_id is None:
+        brief_id = conn.execute(
             b.insert().values(
                 source=brief.source,
                 key=brief.key,
                 guid=tag_uri(site_url, brief.source, brief.key, brief.published_at),
                 first_seen_at=now,
                 updated_at=now,
+                site=brief.site or None,
+                post_id=brief.post_id,
                 **values,
             )
-        )
-        return "new", result.inserted_primary_key[0]
-    if existing.content_hash == digest:
-        return "unchanged", existing.id
-    # Keep the later of the two modified times: a re-fetch of an older copy never rolls a brief back.
-    values["modified_at"] = max(brief.modified_at, existing.modified_at)
-    conn.execute(b.update().where(b.c.id == existing.id).values(updated_at=now, **values))
-    return "updated", existing.id
+        ).inserted_primary_key[0]
+        conn.execute(s.insert().values(brief_id=brief_id, source=brief.source, key=brief.key, first_seen_at=now,
+                                       **seen))
+        return "new", brief_id
+    if sighting and sighting.content_hash == digest and sighting.modified_at == brief.modified_at:
+        return "unchanged", brief_id
+    if sighting:
+        conn.execute(s.update().where(s.c.id == sighting.id).values(**seen))
+    else:
+        conn.execute(s.insert().values(brief_id=brief_id, source=brief.source, key=brief.key, first_seen_at=now,
+                                       **seen))
+    stored = conn.execute(
+        sa.select(b.c.content_hash, b.c.modified_at, b.c.content_rank, b.c.withdrawn_at, b.c.post_id)
+        .where(b.c.id == brief_id)
+    ).one()
+    changes: dict[str, object] = {}
+    if brief.content_rank >= stored.content_rank and digest != stored.content_hash:
+        changes.update(values)
+        # Keep the later of the two modified times: a re-fetch of an older copy never rolls a brief back.
+        changes["modified_at"] = max(brief.modified_at, stored.modified_at)
+    if stored.withdrawn_at is not None and brief.modified_at > stored.withdrawn_at:
+        changes.update(withdrawn_at=None, withdrawn_reason=None)
+    if stored.post_id is None and brief.post_id is not None:
+        changes.update(site=brief.site or None, post_id=brief.post_id)
+    if not changes:
+        return "unchanged", brief_id
+    conn.execute(b.update().where(b.c.id == brief_id).values(updated_at=now, **changes))
+    return ("updated" if set(changes) - {"site", "post_id"} else "unchanged"), brief_id
+
+
+def withdraw(conn: sa.Connection, brief_id: int, reason: str, now: datetime | None = None) -> bool:
+    """Mark a brief withdrawn by its publisher; True when it was public until now."""
+    b = schema.briefs
+    result = conn.execute(b.update().where(b.c.id == brief_id, public_clause())
+                          .values(withdrawn_at=now or utcnow(), withdrawn_reason=reason))
+    return result.rowcount > 0
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One source's view of a stored public brief: the source's key and URL for it."""
+
+    key: str
+    url: str
+    published_at: datetime
+
+
+def sighted_by(conn: sa.Connection, source: str, *, published_since: datetime) -> dict[str, Sighting]:
+    """{key: sighting} of the public briefs `source` saw that were published since the given time."""
+    b, s = schema.briefs, schema.sightings
+    rows = conn.execute(
+        sa.select(s.c.key, s.c.url, b.c.published_at).join(b, b.c.id == s.c.brief_id)
+        .where(s.c.source == source, b.c.published_at >= published_since, public_clause())
+    )
+    return {r.key: Sighting(r.key, r.url, r.published_at) for r in rows}
+
+
+def brief_of(conn: sa.Connection, source: str, key: str) -> int | None:
+    """The id of the brief a source's item is a sighting of, if stored."""
+    s = schema.sightings
+    return conn.execute(sa.select(s.c.brief_id).where(s.c.source == source, s.c.key == key)).scalar()
 
 
 def by_ids(conn: sa.Connection, ids: Sequence[int]) -> list[Brief]:
@@ -146,7 +260,7 @@ def recent(
 ) -> list[Brief]:
     """Newest first by published time, optionally one language and one country."""
     b = schema.briefs
-    query = sa.select(b).order_by(b.c.published_at.desc(), b.c.id.desc())
+    query = sa.select(b).where(public_clause()).order_by(b.c.published_at.desc(), b.c.id.desc())
     if language:
         query = query.where(b.c.language == language)
     if before:
@@ -173,7 +287,7 @@ def seen_between(
     b = schema.briefs
     rows = conn.execute(
         sa.select(b)
-        .where(b.c.language == language, b.c.first_seen_at > after, b.c.first_seen_at <= until)
+        .where(b.c.language == language, b.c.first_seen_at > after, b.c.first_seen_at <= until, public_clause())
         .order_by(b.c.published_at, b.c.id)
     )
     return [from_row(r) for r in rows]
@@ -181,9 +295,20 @@ def seen_between(
 
 def countries_in(conn: sa.Connection, language: str) -> list[str]:
     """Every country slug that has at least one brief in `language`."""
-    rows = conn.execute(sa.select(schema.briefs.c.countries).where(schema.briefs.c.language == language))
+    rows = conn.execute(sa.select(schema.briefs.c.countries).where(schema.briefs.c.language == language,
+                                                                   public_clause()))
     return sorted({c for (cs,) in rows for c in (cs or ())})
 
 
 def count(conn: sa.Connection) -> int:
-    return conn.execute(sa.select(sa.func.count()).select_from(schema.briefs)).scalar_one()
+    """How many public briefs the store holds."""
+    return conn.execute(sa.select(sa.func.count()).select_from(schema.briefs).where(public_clause())).scalar_one()
+
+
+def in_language(conn: sa.Connection, language: str) -> list[Brief]:
+    """Every brief of a language, withdrawn ones too (feeds show those as tombstones), in the
+    order the feed archive pages them: stored order (one time per collect), then published time."""
+    b = schema.briefs
+    rows = conn.execute(sa.select(b).where(b.c.language == language)
+                        .order_by(b.c.first_seen_at, b.c.published_at, b.c.id))
+    return [from_row(r) for r in rows]

@@ -9,7 +9,9 @@ the file only names the environment variables that hold them.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 import typing
 import zoneinfo
@@ -87,6 +89,13 @@ def _address(value: str) -> str | None:
     return None
 
 
+def _language_urls(value: dict[str, str]) -> str | None:
+    for language, url in value.items():
+        if _language(language) or _url(url):
+            return "a table of language codes to absolute http(s) URLs, such as {es = 'https://...'}"
+    return None
+
+
 def check(fn) -> dict[str, Any]:
     """Field metadata: a validator returning what was expected, or None when the value is fine."""
     return {"check": fn}
@@ -104,12 +113,18 @@ class Publication:
     donate_params: dict[str, str] = field(default_factory=dict)
     licence: str = "CC BY-NC 4.0"
     licence_url: str = field(default="https://creativecommons.org/licenses/by-nc/4.0/", metadata=check(_url))
+    # The licence in a reader's language, by edition language, e.g. {es = ".../legalcode.es"};
+    # languages not listed get `licence_url`.
+    licence_urls: dict[str, str] = field(default_factory=dict, metadata=check(_language_urls))
     reply_to: str = field(default="", metadata=check(lambda v: v and _address(v)))
     logo_url: str = field(default="", metadata=check(lambda v: v and _url(v)))
     # Mailbox that receives mailto: unsubscribe requests (List-Unsubscribe).
     unsubscribe_mailto: str = ""
     # Feedback-ID sender tag (Gmail's feedback loop), e.g. "insightcrime".
     feedback_id_sender: str = ""
+
+    def licence_url_for(self, language: str) -> str:
+        return self.licence_urls.get(language, self.licence_url)
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,18 @@ class SourceConfig:
     per_page: int = field(default=50, metadata=check(lambda v: None if 1 <= v <= 100 else "1 to 100"))
     max_pages: int = field(default=20, metadata=check(_positive))
     max_items: int = field(default=200, metadata=check(_positive))
+    # wordpress: HTTP Basic auth with a WordPress application password, for a REST API that
+    # requires login. The password comes from the environment variable named here.
+    auth_user: str = ""
+    auth_password_env: str = ""
+
+    def auth(self) -> tuple[str, str] | None:
+        """(user, application password) for the REST API, or None when the source has no login."""
+        if not self.auth_user:
+            return None
+        return self.auth_user, require_secret(
+            self.auth_password_env, f"holds the WordPress application password of {self.auth_user!r} "
+                                    f"(sources.{self.name}.auth_password_env)")
 
 
 @dataclass(frozen=True)
@@ -189,7 +216,6 @@ class TransportConfig:
     # Mailgun sends per domain; Postmark per message stream.
     domain: str = ""
     message_stream: str = "broadcast"
-    webhook_secret_env: str = ""
     connections: int = field(default=4, metadata=check(_positive))
     rate_per_second: float = field(default=0.0, metadata=check(_non_negative))
     burst: int = field(default=50, metadata=check(_positive))
@@ -202,6 +228,15 @@ class TransportConfig:
     failure_threshold: float = field(default=0.2, metadata=check(_positive))
     failure_min: int = field(default=50, metadata=check(_positive))
     soft_bounce_limit: int = field(default=3, metadata=check(_positive))
+    # How long a send worker's claims outlive its last heartbeat: a resume after a crash waits at most this.
+    claim_lease_seconds: float = field(default=60.0, metadata=check(lambda v: None if v >= 1 else "1 or more seconds"))
+    # smtp: the name given in EHLO (default: the domain of [publication].sender, never an IP literal).
+    ehlo_name: str = ""
+    # smtp: a PEM bundle of CA certificates trusted in addition to the system's (a private relay's CA).
+    ca_file: str = ""
+    # smtp: a client certificate (PEM) and its key, for relays that authenticate senders by certificate.
+    client_cert: str = ""
+    client_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -218,6 +253,10 @@ class WebConfig:
     operator_token_env: str = "NEWSLETTER_OPERATOR_TOKEN"
     subscribe_rate_per_hour: int = field(default=20, metadata=check(_positive))
     confirm_hours: int = field(default=48, metadata=check(_positive))
+    # Confirmation emails one address may receive in any 24 hours, whoever asks for them.
+    confirmations_per_address: int = field(default=3, metadata=check(_positive))
+    # Proxies (IPs or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto are believed.
+    trusted_proxies: list[str] = field(default_factory=list, metadata=check(lambda v: _networks(v)))
 
 
 @dataclass(frozen=True)
@@ -232,6 +271,7 @@ class Config:
     transport: TransportConfig
     dkim: DkimConfig
     web: WebConfig
+    webhooks: WebhooksConfig = field(default_factory=lambda: WebhooksConfig())
 
     @property
     def root(self) -> Path:
@@ -249,8 +289,10 @@ class Config:
         raise ConfigError(f"editions: no edition named {name!r} (configured: {known})")
 
     def secret_key(self) -> bytes:
-        """The HMAC key for tokens, from NEWSLETTER_SECRET_KEY."""
-        return require_secret("NEWSLETTER_SECRET_KEY", "signs the links in emails and pages").encode()
+        """The HMAC key for tokens, from NEWSLETTER_SECRET_KEY (at least 32 characters)."""
+        value = require_secret(SECRET_KEY_ENV, SECRET_KEY_PURPOSE)
+        strong_secret(SECRET_KEY_ENV, value, SECRET_KEY_PURPOSE)
+        return value.encode()
 
     @property
     def store_url(self) -> str:
@@ -351,16 +393,37 @@ def _unique(section: str, items: list[Any]) -> None:
         seen.add(item.name)
 
 
+def _check_auth(key: str, source: SourceConfig) -> None:
+    """A login is for the REST API, needs both names, and its password only travels over HTTPS
+    (or to this machine, where WordPress's own test sites live)."""
+    if not (source.auth_user or source.auth_password_env):
+        return
+    if source.kind != "wordpress":
+        raise ConfigError(f"{key}.auth_user = {source.auth_user!r}: expected only on a source of kind 'wordpress'")
+    if not source.auth_user:
+        raise ConfigError(f"{key}.auth_user: missing; expected the WordPress user whose application password "
+                          f"{source.auth_password_env} holds")
+    if not source.auth_password_env:
+        raise ConfigError(f"{key}.auth_password_env: missing; expected the name of the environment variable "
+                          f"holding the application password of {source.auth_user!r}")
+    parts = urlsplit(source.url)
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"{key}.url = {source.url!r}: expected an https:// URL, since auth_user sends a "
+                          "password with every request")
+
+
 def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Build a validated Config from parsed TOML (pure: no I/O)."""
     sections = {
-        "publication", "store", "sources", "collect", "feed", "editions", "transport", "dkim", "web",
+        "publication", "store", "sources", "collect", "feed", "editions", "transport", "dkim", "web", "webhooks",
     }
     unknown = sorted(set(data) - sections)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section; expected one of {', '.join(sorted(sections))}")
     if "publication" not in data:
         raise ConfigError("publication: missing; expected a [publication] table with name, site_url, public_url, sender")
+    check_env_names(data)
+    refuse_shared_webhook_secret(data)
 
     def table_list(name: str, cls: type) -> list[Any]:
         raw = data.get(name, [])
@@ -375,6 +438,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
     for i, source in enumerate(sources):
         if source.kind == "pages" and not source.listing_url:
             raise ConfigError(f"sources[{i}].listing_url: missing; expected the URL of the page listing the articles")
+        _check_auth(f"sources[{i}]", source)
     store = _build(StoreConfig, "store", data.get("store", {}))
     if not store.url.startswith(("sqlite://", "postgresql")):
         raise ConfigError(f"store.url = {store.url!r}: expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
@@ -389,6 +453,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         transport=_build(TransportConfig, "transport", data.get("transport", {})),
         dkim=_build(DkimConfig, "dkim", data.get("dkim", {})),
         web=_build(WebConfig, "web", data.get("web", {})),
+        webhooks=_webhooks(data.get("webhooks", {})),
     )
 
 
@@ -406,5 +471,156 @@ def load(path: Path) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse(data, path)
+    config = parse(data, path)
+    check_secrets(config)
+    return config
 
+
+
+# -- Secrets, webhooks and trusted proxies --------------------------------------------------------
+# A secret is only as good as its length: a short signing key falls to an offline brute force
+# from any one link, and then every subscriber's links can be forged.
+SECRET_MIN_CHARS = 32
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"
+SECRET_KEY_PURPOSE = "signs the links in emails and pages"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def strong_secret(env_name: str, value: str, purpose: str) -> None:
+    """Stop when a secret is too short to resist guessing; says how to make a good one."""
+    if len(value) < SECRET_MIN_CHARS:
+        raise ConfigError(
+            f"environment variable {env_name} holds {len(value)} characters; it {purpose} and needs at least "
+            f"{SECRET_MIN_CHARS} random ones. Make one with: {MAKE_SECRET}")
+
+
+def _looks_like_secret(value: str) -> bool:
+    """True for a value that is not a plausible variable name (a pasted token, key or password)."""
+    if not _ENV_NAME.fullmatch(value):
+        return True
+    # Variable names are words joined by '_'; a long run of letters and digits without one is a token.
+    return len(value) >= 20 and "_" not in value and any(c.isdigit() for c in value)
+
+
+def check_env_names(data: Mapping[str, Any], where: str = "") -> None:
+    """Every `*_env` key must name an environment variable; a secret pasted there is refused
+    without being repeated, so the error message (and any log holding it) does not leak it."""
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(value, Mapping):
+            check_env_names(value, path)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    check_env_names(item, f"{path}[{i}]")
+        elif str(key).endswith("_env") and isinstance(value, str) and value and _looks_like_secret(value):
+            raise ConfigError(
+                f"{path}: the value (not shown) looks like a secret, not the name of an environment variable; "
+                f"put the secret in an environment variable and write that variable's name here, "
+                f"e.g. {key} = \"NEWSLETTER_{str(key).removesuffix('_env').upper()}\"")
+
+
+def _networks(values: list[str]) -> str | None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return f"IP addresses or CIDR networks such as '127.0.0.1' or '10.0.0.0/8' ({value!r} is neither)"
+    return None
+
+
+def _required(value: str) -> str | None:
+    return None if value else "the name of an environment variable"
+
+
+@dataclass(frozen=True)
+class PostmarkWebhook:
+    """HTTP basic auth credentials of Postmark's webhook URL, each in its own variable."""
+
+    username_env: str = field(metadata=check(_required))
+    password_env: str = field(metadata=check(_required))
+
+
+@dataclass(frozen=True)
+class SendgridWebhook:
+    """SendGrid's signed event webhook verification key: a public key, used only to verify."""
+
+    public_key_env: str = field(metadata=check(_required))
+
+
+@dataclass(frozen=True)
+class MailgunWebhook:
+    """Mailgun's HTTP webhook signing key (HMAC)."""
+
+    signing_key_env: str = field(metadata=check(_required))
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    """One section per provider; a provider's route answers 404 unless its section is here."""
+
+    postmark: PostmarkWebhook | None = None
+    sendgrid: SendgridWebhook | None = None
+    mailgun: MailgunWebhook | None = None
+
+
+_WEBHOOK_SECTIONS: dict[str, type] = {"postmark": PostmarkWebhook, "sendgrid": SendgridWebhook,
+                                      "mailgun": MailgunWebhook}
+
+
+def _webhooks(data: Any) -> WebhooksConfig:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"webhooks = {data!r}: expected a table with [webhooks.postmark], [webhooks.sendgrid] "
+                          "or [webhooks.mailgun]")
+    unknown = sorted(set(data) - set(_WEBHOOK_SECTIONS))
+    if unknown:
+        raise ConfigError(f"webhooks.{unknown[0]}: unknown provider; expected one of {', '.join(_WEBHOOK_SECTIONS)}")
+    return WebhooksConfig(**{name: _build(cls, f"webhooks.{name}", data[name])
+                             for name, cls in _WEBHOOK_SECTIONS.items() if name in data})
+
+
+_OLD_WEBHOOK_ADVICE = {
+    "postmark": '[webhooks.postmark]\nusername_env = "POSTMARK_WEBHOOK_USER"\npassword_env = "POSTMARK_WEBHOOK_PASSWORD"',
+    "sendgrid": '[webhooks.sendgrid]\npublic_key_env = "SENDGRID_WEBHOOK_PUBLIC_KEY"',
+    "mailgun": '[webhooks.mailgun]\nsigning_key_env = "MAILGUN_WEBHOOK_SIGNING_KEY"',
+}
+
+
+def refuse_shared_webhook_secret(data: Mapping[str, Any]) -> None:
+    """`[transport].webhook_secret_env` shared one variable among the three providers, so SendGrid's
+    public key also opened the Mailgun and Postmark routes. It cannot be kept safely: say what replaces it."""
+    transport = data.get("transport")
+    if not isinstance(transport, Mapping) or "webhook_secret_env" not in transport:
+        return
+    kind = transport.get("kind")
+    sections = [_OLD_WEBHOOK_ADVICE[kind]] if kind in _OLD_WEBHOOK_ADVICE else list(_OLD_WEBHOOK_ADVICE.values())
+    raise ConfigError(
+        "transport.webhook_secret_env: no longer read (one variable shared by every provider let anyone who "
+        "knows SendGrid's public key forge Mailgun and Postmark events); remove it and configure each "
+        "provider's webhook in its own section, with its own variables, e.g.\n" + "\n".join(sections))
+
+
+def _secret_env_names(config: Config) -> list[tuple[str, str]]:
+    """(variable, purpose) of every shared secret the config names; all must be strong when set."""
+    names = [(SECRET_KEY_ENV, SECRET_KEY_PURPOSE),
+             (config.web.operator_token_env, "is the operator API's bearer token")]
+    if config.webhooks.postmark:
+        names.append((config.webhooks.postmark.password_env, "is the Postmark webhook's basic auth password"))
+    if config.webhooks.mailgun:
+        names.append((config.webhooks.mailgun.signing_key_env, "is the Mailgun webhook signing key"))
+    return names
+
+
+def check_secrets(config: Config) -> None:
+    """At start: every shared secret that is set is long enough; SendGrid's key is a readable public key."""
+    for env_name, purpose in _secret_env_names(config):
+        value = os.environ.get(env_name, "") if env_name else ""
+        if value:
+            strong_secret(env_name, value, purpose)
+    if config.webhooks.sendgrid:
+        value = os.environ.get(config.webhooks.sendgrid.public_key_env, "")
+        if value:
+            from newsletter.web.webhooks import load_sendgrid_key
+
+            load_sendgrid_key(value, config.webhooks.sendgrid.public_key_env)

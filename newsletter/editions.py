@@ -30,6 +30,7 @@ from newsletter.errors import LockedError
 from newsletter.locks import Lease, owner_id
 from newsletter.send.ledger import create_deliveries
 from newsletter.slots import parse_slot
+from newsletter.states import MailingStatus
 from newsletter.store import schema, utcnow
 from newsletter.subscribers import audience
 
@@ -164,7 +165,7 @@ def _create(conn: sa.Connection, config: Config, edition: EditionConfig, slot: s
     m = schema.mailings
     mailing_id = conn.execute(
         m.insert().values(
-            edition=edition.name, slot=slot, language=edition.language, status="sending", subject="",
+            edition=edition.name, slot=slot, language=edition.language, status=MailingStatus.SENDING, subject="",
             preheader="", brief_ids=[b.id for b in selection.briefs], cutoff=selection.cutoff, created_at=now,
         )
     ).inserted_primary_key[0]
@@ -214,14 +215,14 @@ def prepare_mailing(config: Config, engine: sa.Engine, edition_name: str, *, slo
 
 def draft(conn: sa.Connection, config: Config, edition: EditionConfig, now: datetime) -> MailingContent | None:
     """The mailing `prepare_mailing` would create now, rendered but stored nowhere; None when
-    there is no news. It carries the id it would most likely get, so its links look real."""
+    there is no news. It has no id: borrowing the next mailing's would give test copies that
+    mailing's Message-IDs and archive link (which shows nothing yet, or later another copy)."""
     selection = select(conn, edition, after=window_start(conn, edition, now), until=now)
     if len(selection.briefs) < edition.min_items:
         return None
-    mailing_id = (conn.execute(sa.select(sa.func.max(schema.mailings.c.id))).scalar_one() or 0) + 1
-    rendered = render_mailing(config, edition, selection.briefs, mailing_id=mailing_id, created_at=now)
+    rendered = render_mailing(config, edition, selection.briefs, mailing_id=None, created_at=now)
     return MailingContent(
-        id=mailing_id, edition=edition.name, language=edition.language, subject=rendered.subject,
+        id=None, edition=edition.name, language=edition.language, subject=rendered.subject,
         preheader=rendered.preheader, html=rendered.html, text=rendered.text, content_hash=rendered.content_hash,
         created_at=now, brief_ids=tuple(b.id for b in selection.briefs if b.id is not None),
     )

@@ -15,15 +15,10 @@ import sqlalchemy as sa
 
 from newsletter.errors import MailingError
 from newsletter.send import ledger
+from newsletter.states import OPEN, DeliveryState, MailingStatus
 from newsletter.store import schema
 
 log = logging.getLogger(__name__)
-
-STATES = ("pending", "sending", "sent", "failed", "suppressed")
-# A mailing's statuses.
-SENDING = "sending"
-PAUSED = "paused"
-DONE = "done"
 
 
 def _iso(value: Any) -> str | None:
@@ -60,7 +55,7 @@ def describe(conn: sa.Connection, rows: Sequence[sa.Row], *,
             "created_at": _iso(r.created_at),
             "started_at": _iso(r.started_at),
             "finished_at": _iso(r.finished_at),
-            "deliveries": {s: counts.get(r.id, {}).get(s, 0) for s in STATES},
+            "deliveries": {s: counts.get(r.id, {}).get(s, 0) for s in DeliveryState},
         }
         for r in rows
     ]
@@ -91,7 +86,7 @@ def unfinished(conn: sa.Connection, edition: str) -> sa.Row | None:
     """The edition's newest mailing still sending or paused, if any."""
     m = schema.mailings
     return conn.execute(
-        sa.select(m).where(m.c.edition == edition, m.c.status.in_((SENDING, PAUSED))).order_by(m.c.id.desc()).limit(1)
+        sa.select(m).where(m.c.edition == edition, m.c.status.in_(OPEN)).order_by(m.c.id.desc()).limit(1)
     ).first()
 
 
@@ -103,7 +98,7 @@ def newest(conn: sa.Connection, edition: str) -> sa.Row | None:
 def sending(conn: sa.Connection, edition: str | None = None) -> list[sa.Row]:
     """(id, edition) of every mailing still sending (of one edition when given), oldest first."""
     m = schema.mailings
-    query = sa.select(m.c.id, m.c.edition).where(m.c.status == SENDING).order_by(m.c.id)
+    query = sa.select(m.c.id, m.c.edition).where(m.c.status == MailingStatus.SENDING).order_by(m.c.id)
     if edition is not None:
         query = query.where(m.c.edition == edition)
     return conn.execute(query).all()
@@ -112,7 +107,7 @@ def sending(conn: sa.Connection, edition: str | None = None) -> list[sa.Row]:
 def in_progress(conn: sa.Connection) -> list[dict[str, Any]]:
     """Mailings sending or paused, described, oldest first."""
     m = schema.mailings
-    rows = conn.execute(sa.select(m).where(m.c.status.in_((SENDING, PAUSED))).order_by(m.c.id)).all()
+    rows = conn.execute(sa.select(m).where(m.c.status.in_(OPEN)).order_by(m.c.id)).all()
     return describe(conn, rows)
 
 
@@ -121,7 +116,7 @@ def failures(conn: sa.Connection, mailing_id: int, limit: int = 20) -> list[tupl
     d = schema.deliveries
     n = sa.func.count().label("n")
     return [(r.last_error or "", r.n) for r in conn.execute(
-        sa.select(d.c.last_error, n).where(d.c.mailing_id == mailing_id, d.c.state == "failed")
+        sa.select(d.c.last_error, n).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.FAILED)
         .group_by(d.c.last_error).order_by(n.desc()).limit(limit))]
 
 

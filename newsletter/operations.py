@@ -33,7 +33,9 @@ from newsletter.digest.i18n import messages
 from newsletter.errors import MailingError, NewsletterError, SubscriberError
 from newsletter.recipients import Recipient
 from newsletter.send.dispatch import Progress, SendSummary, send_mailing
+from newsletter.send.stop import Stop
 from newsletter.send.testcopy import send_test
+from newsletter.states import MailingStatus
 from newsletter.store import utcnow
 from newsletter.subscribers import audience, csvfile, registry
 from newsletter.subscribers.address import normalise
@@ -73,7 +75,7 @@ def send_now(config: Config, engine: sa.Engine, edition_name: str, actor: Actor,
     edition = config.edition(edition_name)
     with engine.connect() as conn:
         row = mailings.unfinished(conn, edition.name)
-    if row is not None and row.status == mailings.PAUSED:
+    if row is not None and row.status == MailingStatus.PAUSED:
         raise _paused_refusal(row)
     if row is not None:
         target = SendTarget(edition.name, row.id)
@@ -96,7 +98,7 @@ def resume_edition(config: Config, engine: sa.Engine, edition_name: str, actor: 
         row = mailings.unfinished(conn, edition.name)
         if row is None:
             raise MailingError(f"edition {edition.name!r} has no unfinished mailing to resume", not_found=True)
-        resumed = row.status == mailings.PAUSED
+        resumed = row.status == MailingStatus.PAUSED
         if resumed:
             mailings.resume(conn, row.id)
         audit.record(conn, actor, "resume", f"mailing {row.id}", "resumed" if resumed else "carried on")
@@ -104,11 +106,11 @@ def resume_edition(config: Config, engine: sa.Engine, edition_name: str, actor: 
 
 
 def deliver(config: Config, engine: sa.Engine, mailing_id: int, *, worker: str, dry_run: bool = False,
-            progress: Progress | None = None) -> SendSummary:
+            progress: Progress | None = None, stop: Stop | None = None) -> SendSummary:
     """Send (or with `dry_run` render and count) the mailing's remaining deliveries; a paused or
     finished mailing is left as it is. The send's decision was taken by `send_now`, `resume` or
     the schedule, and recorded there."""
-    return send_mailing(config, engine, mailing_id, worker=worker, dry_run=dry_run, progress=progress)
+    return send_mailing(config, engine, mailing_id, worker=worker, dry_run=dry_run, progress=progress, stop=stop)
 
 
 def pause(engine: sa.Engine, mailing_id: int, actor: Actor, reason: str = "") -> dict[str, Any]:
@@ -144,7 +146,7 @@ def eta(mailing: dict[str, Any], now: datetime) -> str | None:
     counts = mailing["deliveries"]
     left = counts["pending"] + counts["sending"]
     done = counts["sent"] + counts["failed"]
-    if mailing["status"] != mailings.SENDING or not mailing.get("started_at") or not left or not done:
+    if mailing["status"] != MailingStatus.SENDING or not mailing.get("started_at") or not left or not done:
         return None
     elapsed = (now - datetime.fromisoformat(mailing["started_at"])).total_seconds()
     if elapsed <= 0:
@@ -210,7 +212,8 @@ def next_mailing(config: Config, engine: sa.Engine, edition_name: str, now: date
 
 
 def _personalised(config: Config, edition: str, found: Current, recipient: Recipient) -> Preview:
-    factory = MessageFactory(config, found.content)
+    # A preview is a test copy: its message never carries the Message-ID of a real delivery.
+    factory = MessageFactory(config, found.content, test=True)
     html, text = factory.parts(recipient)
     return Preview(edition, found.content, found.stored, recipient, html, text, factory.build(recipient))
 
@@ -261,7 +264,7 @@ def send_test_copy(config: Config, engine: sa.Engine, edition_name: str, email: 
     if found is None:
         return CopyResult(edition.name, to, None)
     if dry_run:
-        size = len(MessageFactory(config, found.content).build(Recipient(None, to)))
+        size = len(MessageFactory(config, found.content, test=True).build(Recipient(None, to)))
         return CopyResult(edition.name, to, found, bytes=size)
     result = send_test(config, found.content, to)
     what = f"mailing {found.content.id}" if found.stored else "a draft of the next mailing"

@@ -28,7 +28,9 @@ from newsletter.collect import collect_all
 from newsletter.config import Config, EditionConfig
 from newsletter.errors import LockedError, NewsletterError
 from newsletter.feeds import build_all
+from newsletter.send.stop import Stop
 from newsletter.slots import Schedule, SlotTrigger, due_slot, slot_id
+from newsletter.states import MailingStatus
 from newsletter.store import utcnow
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class EditionOutcome:
 class SendOutcome:
     mailing_id: int
     edition: str
-    status: str  # the mailing's status afterwards, or "error"
+    status: str  # the mailing's status afterwards, or "error", or "stopped" (a signal stopped this send)
     sent: int = 0
     failed: int = 0
     detail: str | None = None
@@ -83,7 +85,7 @@ class RunReport:
     def send_failures(self) -> list[str]:
         failures = [f"edition {e.edition}: {e.detail}" for e in self.editions if e.outcome == "error"]
         for s in self.sends:
-            if s.status in ("error", "paused"):
+            if s.status in ("error", "stopped", MailingStatus.PAUSED):
                 failures.append(f"mailing {s.mailing_id} ({s.edition}) {s.status}: {s.detail}")
         return failures
 
@@ -112,6 +114,9 @@ class Job:
         self.clock = clock
         self._sending: set[int] = set()
         self._sending_lock = threading.Lock()
+        # SIGTERM / Ctrl-C: sends wind down (see send.stop) and no new one starts.
+        self.stop = Stop()
+        self.stopped: list[SendOutcome] = []
 
     def collect(self, report: RunReport) -> None:
         """Collect every source, then rebuild the feeds; skipped when another process is collecting."""
@@ -185,13 +190,15 @@ class Job:
 
         Other processes may send it at the same time: the ledger hands each delivery to one.
         """
+        if self.stop.requested:
+            return
         with self._sending_lock:
             if mailing_id in self._sending:
                 log.info("already sending", extra={"mailing_id": mailing_id, "edition": edition})
                 return
             self._sending.add(mailing_id)
         try:
-            summary = operations.deliver(self.config, self.engine, mailing_id, worker=self.worker)
+            summary = operations.deliver(self.config, self.engine, mailing_id, worker=self.worker, stop=self.stop)
         except NewsletterError as exc:
             report.sends.append(SendOutcome(mailing_id, edition, "error", detail=str(exc)))
             log.error("send failed", extra={"mailing_id": mailing_id, "edition": edition, "detail": str(exc)})
@@ -199,8 +206,14 @@ class Job:
         finally:
             with self._sending_lock:
                 self._sending.discard(mailing_id)
-        report.sends.append(SendOutcome(mailing_id, edition, summary.status, summary.sent, summary.failed,
-                                        summary.paused_reason))
+        if summary.stopped:
+            outcome = SendOutcome(mailing_id, edition, "stopped", summary.sent, summary.failed,
+                                  f"{summary.stopped}: {summary.where()}")
+            self.stopped.append(outcome)
+        else:
+            outcome = SendOutcome(mailing_id, edition, summary.status, summary.sent, summary.failed,
+                                  summary.paused_reason)
+        report.sends.append(outcome)
         log.info("send finished", extra={
             "mailing_id": mailing_id, "edition": edition, "status": summary.status, "sent": summary.sent,
             "failed": summary.failed, "retried": summary.retried, "seconds": round(summary.duration_seconds, 2)})
@@ -213,6 +226,8 @@ class Job:
         with self.engine.connect() as conn:
             rows = mailings.sending(conn)
         for row in rows:
+            if self.stop.requested:
+                break
             self.send(row.id, row.edition, report)
 
     def run_edition_and_send(self, name: str) -> RunReport:
@@ -234,8 +249,22 @@ class Job:
         return report
 
 
+    def wait_for_sends(self) -> None:
+        """Return once no send of this job runs (they wind down when `stop` is requested)."""
+        while True:
+            with self._sending_lock:
+                if not self._sending:
+                    return
+            self.stop.at_once.wait(0.1)
+
+
 def run_forever(job: Job) -> None:
-    """Run the job on its schedules until SIGTERM or SIGINT; returns after a clean shutdown."""
+    """Run the job on its schedules until SIGTERM or SIGINT; returns after a clean shutdown.
+
+    The first signal stops the scheduler and winds the sends in progress down (they finish and
+    record what is in flight); a second one stops them at once. `job.stopped` lists the sends
+    that ended early.
+    """
     config = job.config
     scheduler = BlockingScheduler(timezone=timezone.utc)
     # The first cycle starts at once: it collects and catches up on a slot missed while down.
@@ -252,11 +281,15 @@ def run_forever(job: Job) -> None:
         )
 
     def stop(signum: int, _frame: object) -> None:
-        log.info("scheduler stopping", extra={"signal": signal.Signals(signum).name})
-        scheduler.shutdown(wait=False)
+        first = not job.stop.requested
+        job.stop.request(signum)
+        if first:
+            log.info("scheduler stopping", extra={"signal": signal.Signals(signum).name})
+            scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("scheduler started", extra={
         "editions": [e.name for e in config.editions], "interval_minutes": config.collect.interval_minutes})
     scheduler.start()
+    job.wait_for_sends()

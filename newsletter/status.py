@@ -26,9 +26,17 @@ def gather(config: Config, engine: sa.Engine, *, mailing_limit: int | None = Non
     now = utcnow()
     with engine.connect() as conn:
         source_rows = {r.name: r for r in conn.execute(sa.select(schema.sources))}
-        brief_counts = dict(
-            conn.execute(sa.select(schema.briefs.c.source, sa.func.count()).group_by(schema.briefs.c.source)).all()
-        )
+        # Per source, the briefs it saw (an article seen by two sources counts for both), and how
+        # many of those their publisher withdrew.
+        b, seen = schema.briefs, schema.sightings
+        brief_counts = {
+            source: (total, withdrawn or 0)
+            for source, total, withdrawn in conn.execute(
+                sa.select(seen.c.source, sa.func.count(sa.distinct(seen.c.brief_id)),
+                          sa.func.sum(sa.case((b.c.withdrawn_at.is_not(None), 1), else_=0)))
+                .join(b, b.c.id == seen.c.brief_id).group_by(seen.c.source)
+            )
+        }
         mailing_list = mailings.recent(conn, mailing_limit)
         m = schema.mailings
         s = schema.schedule_slots
@@ -50,12 +58,17 @@ def gather(config: Config, engine: sa.Engine, *, mailing_limit: int | None = Non
     sources = []
     for source in config.sources:
         row = source_rows.get(source.name)
+        total, withdrawn = brief_counts.get(source.name, (0, 0))
+        deferred = row.deferred_until if row is not None and row.deferred_until and row.deferred_until > now else None
         sources.append(
             {
                 "name": source.name,
                 "kind": source.kind,
                 "url": source.url,
-                "briefs": brief_counts.get(source.name, 0),
+                "briefs": total,
+                "withdrawn": withdrawn,
+                # Set while the site asked us to wait: no collect before this time.
+                "deferred_until": _iso(deferred),
                 "last_run_at": _iso(row.last_run_at) if row else None,
                 "last_success_at": _iso(row.last_success_at) if row else None,
                 "last_error": row.last_error if row else None,

@@ -1,4 +1,4 @@
-"""Opaque, HMAC-signed tokens bound to one subscriber and one purpose.
+"""Opaque, HMAC-signed tokens bound to one id (a subscriber, a subscribe request, a data link) and one purpose.
 
 A token is `tag || ciphertext` in URL-safe base64. The tag is an HMAC-SHA256 over the
 purpose, subscriber id and expiry; the id and expiry are encrypted with a keystream
@@ -15,7 +15,9 @@ import time
 
 from newsletter.errors import NewsletterError
 
-PURPOSES = ("unsubscribe", "preferences", "confirm", "archive", "data")
+# `subscribe_request` names a subscribe request (not a subscriber) and `data_link` a single-use
+# data link: new names, so a token made under the old meaning can never be read under the new one.
+PURPOSES = ("unsubscribe", "preferences", "subscribe_request", "archive", "data_link")
 _TAG = 12
 _PAYLOAD = struct.Struct(">QQ")  # subscriber id, expiry (unix seconds; 0 = never)
 

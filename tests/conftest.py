@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from newsletter.store import open_store
 from tests.support.configs import base_config, write_config
 from tests.support.httpserver import FixtureServer
+from tests.support.wordpress import wordpress  # noqa: F401  (the session fixture, for every module)
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_FIXTURES = ROOT.parent / "shared" / "fixtures" / "real"

@@ -18,8 +18,10 @@ def test_collect_json_exit_codes_and_status(config_file, fixture_server: Fixture
     code, data = run_json("collect", config=path)
     assert code == 0
     assert data == {"sources": [
-        {"name": "wp-en", "new": 5, "updated": 0, "unchanged": 0, "error": None, "requests": 1},
-        {"name": "atom-es", "new": 3, "updated": 0, "unchanged": 0, "error": None, "requests": 1},
+        {"name": "wp-en", "new": 5, "updated": 0, "unchanged": 0, "withdrawn": 0, "error": None, "requests": 1,
+         "skipped": [], "deferred_until": None},
+        {"name": "atom-es", "new": 3, "updated": 0, "unchanged": 0, "withdrawn": 0, "error": None, "requests": 1,
+         "skipped": [], "deferred_until": None},
     ]}
 
     broken = config_file(sources=[
@@ -30,7 +32,9 @@ def test_collect_json_exit_codes_and_status(config_file, fixture_server: Fixture
     assert proc.returncode == 1
     # The table on stderr names every source; the failure is one line of its own.
     assert "wp-en" in proc.stderr and "broken" in proc.stderr
-    assert f"newsletter: source broken failed: {url}/broken/feed/: not a readable RSS or Atom feed" in proc.stderr
+    # The reason first, the URL (without its scheme) after it.
+    assert "newsletter: source broken failed: not a readable RSS or Atom feed (" in proc.stderr
+    assert f"): {url.removeprefix('http://')}/broken/feed/\n" in proc.stderr
     assert proc.stdout == ""
 
     code, status = run_json("status", config=broken)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from newsletter.collect.http import Fetcher
+from newsletter.collect.http import Deferred, Fetcher
 from newsletter.errors import SourceError
 from tests.support.httpserver import FixtureServer, Reply
 
@@ -52,9 +53,21 @@ def test_validators_are_sent_back_and_a_304_is_not_read(fixture_server: FixtureS
 
 def test_backoff_honours_retry_after_and_caps_it(fixture_server: FixtureServer):
     waits: list[float] = []
-    answers = iter([Reply(status=429, headers={"Retry-After": "3600"}), Reply(status=502), Reply("ok")])
+    answers = iter([Reply(status=429, headers={"Retry-After": "45"}), Reply(status=502), Reply("ok")])
     fixture_server.routes["/busy"] = lambda request: next(answers)
     response = fetcher(retries=2, sleep=waits.append).get(fixture_server.url + "/busy")
     assert response.body == b"ok"
-    # An hour's Retry-After is capped at a minute; a 502 without one backs off exponentially.
-    assert waits == [60.0, 2.0]
+    # A Retry-After within the budget is waited for; a 502 without one backs off exponentially.
+    assert waits == [45.0, 2.0]
+
+
+def test_retry_after_beyond_the_budget_defers_without_waiting(fixture_server: FixtureServer):
+    waits: list[float] = []
+    fixture_server.routes["/maintenance"] = Reply("Briefly unavailable for scheduled maintenance.", status=503,
+                                                  headers={"Retry-After": "600"})
+    before = datetime.now(timezone.utc)
+    with pytest.raises(Deferred) as raised:
+        fetcher(retries=3, sleep=waits.append).get(fixture_server.url + "/maintenance")
+    assert waits == [] and len(fixture_server.requests) == 1
+    assert before + timedelta(seconds=595) < raised.value.until < before + timedelta(seconds=610)
+    assert str(raised.value).startswith("HTTP 503 Service Unavailable asking us to retry in 600 s")

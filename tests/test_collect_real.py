@@ -34,8 +34,9 @@ def as_html(text: str) -> str:
 
 def test_venezuela_feed_item_is_a_brief_with_two_authors_and_countries(real_fixtures: Path):
     data = (real_fixtures / "insightcrime_tag_venezuela_feed_excerpt.rss").read_bytes()
-    [brief], skipped = parse_feed(data, SITE + "/tag/venezuela/feed/", extraction())
-    assert skipped == 0
+    harvest = parse_feed(data, SITE + "/tag/venezuela/feed/", extraction())
+    [brief] = harvest.briefs
+    assert (harvest.skipped, harvest.rejected) == (0, [])
     assert brief.key == "https://insightcrime.org/?p=352611"
     assert brief.title == "The InSight Take: US Drug Certification: Law Enforcement or Politics?"
     assert brief.authors == ("Deborah Bonello", "Jeremy McDermott")
@@ -52,8 +53,8 @@ def test_venezuela_feed_item_is_a_brief_with_two_authors_and_countries(real_fixt
 
 def test_mexico_feed_item_is_a_profile_not_a_brief(real_fixtures: Path):
     data = (real_fixtures / "insightcrime_tag_mexico_feed_excerpt.rss").read_bytes()
-    briefs, skipped = parse_feed(data, SITE + "/tag/mexico/feed/", extraction())
-    assert (briefs, skipped) == ([], 1)
+    harvest = parse_feed(data, SITE + "/tag/mexico/feed/", extraction())
+    assert (harvest.briefs, harvest.skipped) == ([], 1)
 
 
 def test_illformed_feed_without_usable_entries_is_a_clear_error(real_fixtures: Path):
@@ -71,15 +72,14 @@ def test_script_in_entry_content_never_survives(real_fixtures: Path):
 
 def test_wp_json_subset_keeps_news_and_skips_profiles(real_fixtures: Path):
     posts = json.loads((real_fixtures / "insightcrime_colombia_groups_wpjson_subset.json").read_text("utf-8"))
-    briefs, skipped, latest = parse_posts(posts, extraction("wordpress"), SITE)
-    assert skipped == len(posts) - 1
-    [news] = briefs
+    harvest = parse_posts(posts, extraction("wordpress"), SITE)
+    assert harvest.skipped == len(posts) - 1
+    [news] = harvest.briefs
     assert news.key == "332592"
     assert news.title == "Colombia\u2019s EMC Holds \u2018Total Peace\u2019 Hostage in Cauca"
     # `date` has no zone: without date_gmt it is read as UTC.
     assert news.published_at.isoformat() == "2026-02-11T16:37:41+00:00"
     assert news.lede.startswith("<p>At the heart of the conflict in Cauca")
-    assert latest.isoformat() == max(p["modified"] for p in posts) + "+00:00"
 
 
 def test_wp_json_relative_links_in_excerpts_become_absolute(real_fixtures: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def test_each_bad_source_fails_alone_with_a_clear_error(tmp_path, sqlite_url, fi
         "broken": "not a readable RSS or Atom feed",
         "bomb": "declares entities",
         "huge": "over the 1,000,000-byte cap",
-        "always500": "HTTP 500 after 2 attempts",
+        "always500": "HTTP 500 Internal Server Error after 2 attempts",
         "app": "no article links",
         "scripted": "none of the 1 article pages had a title, a date and text",
     }
@@ -163,7 +164,8 @@ def test_unchanged_sources_cost_only_conditional_requests(tmp_path, engine, fixt
         {"name": "pages", "kind": "pages", "url": s.url, "listing_url": s.url + "/news/"},
     )
     first = collect_all(config, engine)
-    assert [r.new for r in first] == [5, 5]
+    # The pages are the feed's articles: sightings of the briefs the feed stored, not new ones.
+    assert [(r.new, r.unchanged) for r in first] == [(5, 0), (0, 5)]
     agent = s.requests[0].headers["user-agent"]
     assert agent.startswith(f"newsletter/{__version__} ") and "briefs.example.org" in agent
     s.requests.clear()
@@ -174,23 +176,28 @@ def test_unchanged_sources_cost_only_conditional_requests(tmp_path, engine, fixt
     assert all("if-none-match" in r.headers for r in s.requests)
 
 
-def test_wordpress_rereads_only_after_its_cursor(tmp_path, engine, fixture_server, site):
+def test_wordpress_unchanged_costs_one_request_and_an_edit_is_read_from_the_cursor(tmp_path, engine, fixture_server,
+                                                                                   site):
     config = config_for(tmp_path, "sqlite:///unused", {"name": "wp", "kind": "wordpress", "url": fixture_server.url,
                                                         "categories": ["brief"]})
     collect_all(config, engine)
     assert source_row(engine, "wp").cursor == "2026-10-05T07:00:00+00:00"
     fixture_server.requests.clear()
+    # Unchanged: the newest page alone says so (the category ids are remembered).
     [second] = collect_all(config, engine)
-    assert (second.new, second.updated, second.requests) == (0, 0, 2)
+    assert (second.error, second.new, second.updated, second.requests) == (None, 0, 0, 1)
     asked = fixture_server.requests_to("/wp-json/wp/v2/posts")[0].path
-    assert "modified_after=2026-10-05T07%3A00%3A00%2B00%3A00" in asked and "order=asc" in asked
+    assert "categories=1" in asked and "order=desc" in asked
+    # An edit: the newest page reaches below the cursor, so it holds the change; nothing more is asked
+    # but the retraction check of the recent briefs.
+    post = next(p for p in site[0].raw if p["id"] == 103)
+    post["title"]["rendered"] = "Nine Port Workers Charged"
+    post["modified_gmt"] = post["modified"] = "2026-10-06T09:00:00"
     fixture_server.requests.clear()
-    # Same cursor, same questions: the category lookup and the posts page both answer 304,
-    # and the remembered category ids still restrict the query.
     [third] = collect_all(config, engine)
-    assert (third.error, third.requests) == (None, 2)
-    assert all("if-none-match" in r.headers for r in fixture_server.requests)
-    assert source_row(engine, "wp").last_error is None
+    assert (third.error, third.updated, third.withdrawn) == (None, 1, 0)
+    assert source_row(engine, "wp").cursor == "2026-10-06T09:00:00+00:00"
+    assert all("include=" in r.path for r in fixture_server.requests_to("/wp-json/wp/v2/posts")[1:])
 
 
 def test_an_edited_brief_is_updated_in_place(tmp_path, engine, fixture_server, site):
@@ -225,21 +232,30 @@ def test_a_dead_link_on_the_listing_skips_that_page_only(tmp_path, engine, fixtu
     assert (result.error, result.new, result.requests) == (None, 1, 3)
 
 
-def test_posts_deleted_while_paging_end_the_walk_and_the_next_run_catches_up(tmp_path, engine, fixture_server, site):
+def test_posts_deleted_while_walking_are_withdrawn_by_the_next_run(tmp_path, engine, fixture_server, site):
     english = site[0]
 
     def delete_while_reading(request: Request) -> Reply | None:
-        # Page 1 announces three pages of two; then an editor deletes the four newest posts.
-        if "&page=2&" in request.path and len(english.raw) == 6:
+        # After the first page of two, an editor deletes four posts.
+        if "modified_before=" in request.path and len(english.raw) == 6:
             del english.raw[2:]
         return None
 
     fixture_server.mounts.insert(0, delete_while_reading)
+    # Published in the last days, within the retraction check's reach.
+    now = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+    for i, post in enumerate(sorted(english.raw, key=lambda p: p["modified_gmt"])):
+        post["date_gmt"] = post["date"] = (now - timedelta(hours=20 - i)).isoformat()
+        post["modified_gmt"] = post["modified"] = (now - timedelta(hours=10 - i)).isoformat()
     config = config_for(tmp_path, "sqlite:///unused", {"name": "wp", "kind": "wordpress", "url": fixture_server.url,
                                                         "per_page": 2})
     [first] = collect_all(config, engine)
-    # Page 2 no longer exists (WordPress answers 400): what was read is kept, the cursor is not moved.
-    assert (first.error, first.new, first.requests) == (None, 2, 2)
-    assert source_row(engine, "wp").cursor is None
+    assert first.error is None and first.new >= 2
+    remaining = {str(p["id"]) for p in english.raw}
     [second] = collect_all(config, engine)
-    assert (second.error, second.new) == (None, 2)
+    assert second.error is None
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.briefs.c.key, schema.briefs.c.withdrawn_reason)).all()
+    public = {key for key, reason in rows if reason is None}
+    assert public <= remaining
+    assert all("deleted (HTTP 404 Not Found)" in reason for key, reason in rows if key not in remaining)

@@ -22,7 +22,7 @@ ANA = Recipient(7, "ana@example.com", "Ana")
 
 @pytest.fixture
 def cfg(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Config:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key-0123456789abcdefghijkl")
     return digest_config(tmp_path, sqlite_url)
 
 

@@ -22,7 +22,7 @@ from newsletter.errors import RenderError
 from newsletter.recipients import Recipient
 from tests.support.digest import CREATED, brief, briefs, digest_config
 
-KEY = "digest-test-key"
+KEY = "digest-test-key-0123456789abcdefghijkl"
 ANA = Recipient(7, "ana@example.com", "Ana Pérez")
 
 
@@ -97,6 +97,26 @@ def test_message_id_is_stable_per_mailing_and_subscriber(cfg: Config) -> None:
     assert first != parse(other.build(ANA))["Message-ID"]
 
 
+def test_test_copies_and_drafts_get_a_new_message_id_at_every_build(cfg: Config) -> None:
+    content = mailing(cfg)
+    delivered = parse(MessageFactory(cfg, content).build(ANA))["Message-ID"]
+    tests = MessageFactory(cfg, content, test=True)
+    ids = [parse(tests.build(ANA))["Message-ID"] for _ in range(3)]
+    ids += [tests.recipient_headers(Recipient(None, "editor@example.org"))["Message-ID"] for _ in range(2)]
+    assert len(set(ids)) == 5 and delivered not in ids
+    assert all(re.fullmatch(r"<test\.42\.[0-9a-f]{24}@example\.org>", i) for i in ids)
+    # A draft is not mailing 42, nor any other: no id, no archive copy.
+    draft = MessageFactory(cfg, replace(content, id=None))
+    first, second = parse(draft.build(ANA)), parse(draft.build(ANA))
+    assert first["Message-ID"] != second["Message-ID"] and first["Message-ID"].startswith("<test.draft.")
+    assert first["List-Archive"] is None and first["Feedback-ID"] == "draft:daily-en:digest:crimebriefs"
+
+
+def test_date_has_a_numeric_zone(cfg: Config) -> None:
+    raw = MessageFactory(cfg, mailing(cfg), now=CREATED).build(ANA)
+    assert b"\r\nDate: Thu, 05 Mar 2026 12:00:00 +0000\r\n" in raw
+
+
 def test_a_test_address_gets_working_links_that_name_nobody(cfg: Config) -> None:
     msg = parse(MessageFactory(cfg, mailing(cfg)).build(Recipient(None, "editor@example.org")))
     token = re.search(r"/unsubscribe/([\w-]+)>", str(msg["List-Unsubscribe"])).group(1)
@@ -165,6 +185,11 @@ def test_dkim_signature_verifies_and_covers_one_click_unsubscribe(tmp_path: Path
     signature = parse(raw)["DKIM-Signature"]
     signed = re.search(r"h=([^;]+)", "".join(str(signature).split())).group(1).lower().split(":")
     assert {"list-unsubscribe", "list-unsubscribe-post", "from", "to", "subject", "message-id"} <= set(signed)
+    # Over-signed: each identity header listed once more than it occurs, so none can be added.
+    for name in ("from", "to", "subject", "date", "message-id", "reply-to", "list-id", "list-unsubscribe",
+                 "list-unsubscribe-post"):
+        assert signed.count(name) == 2, name
+    assert not dkim.verify(b"From: Someone Else <ceo@example.org>\r\n" + raw, dnsfunc=dns)
     tampered = raw.replace(b"List-Unsubscribe=One-Click", b"List-Unsubscribe=Nope")
     assert not dkim.verify(tampered, dnsfunc=dns)
 

@@ -207,7 +207,7 @@ def test_kill_9_while_preparing_leaves_no_mailing_or_a_complete_one(engine: sa.E
             dict(email=f"reader{i}@example.net", name="", language="en", editions=[], countries=[], status="active",
                  soft_bounces=0, created_at=T0, updated_at=T0) for i in range(audience_size)])
     add_brief(engine, "b0", seen=T0 - HOUR)
-    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key"}
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
     command = [sys.executable, "-c", PREPARE, str(config_path), slot_id(T0)]
     for delay in (0.02, 0.1, 0.25):
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -88,8 +88,11 @@ def test_feed_fields_read_back_with_feedparser(config, out: Path, engine) -> Non
         ("colombia", "Colombia"), ("venezuela", "Venezuela"), ("Coca", None), ("ELN", None)]
     (alternate,) = newest.links
     assert (alternate.rel, alternate.href, alternate.type) == ("alternate", f"{SITE}/news/brief-2/", "text/html")
-    # The summary is the analysis excerpt.
-    assert newest.summary == "The seizure shows a route that has moved north. Traffickers adapt fast."
+    # The summary is the analysis excerpt, then the attribution (for readers that show only the summary).
+    assert newest.summary == (
+        "The seizure shows a route that has moved north. Traffickers adapt fast.\n\n"
+        f"By Carla Díaz for Crime Briefs Test. This is an excerpt; read the original at {SITE}/news/brief-2/. "
+        "© Crime Briefs Test, licensed under CC BY-NC 4.0: https://creativecommons.org/licenses/by-nc/4.0/")
 
     content = newest.content[0]
     assert content.type == "text/html"
@@ -112,7 +115,7 @@ def test_summary_falls_back_to_the_lede_without_analysis(config, out: Path, engi
     store(engine, sample(1, analysis=""))
     feeds.build_all(config, engine)
     (item,) = parse(out / "en.atom").entries
-    assert item.summary == "Police seized 1 tonnes in the port. The haul was the largest this year."
+    assert item.summary.split("\n\n")[0] == "Police seized 1 tonnes in the port. The haul was the largest this year."
     assert "Analysis" not in item.content[0].value
 
 
@@ -284,7 +287,7 @@ def test_xml_forbidden_characters_stay_out(config, out: Path, engine) -> None:
     raw = (out / "en.atom").read_bytes().decode("utf-8")
     assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]", raw)
     item = parse(out / "en.atom").entries[0]
-    assert item.title == "Title" and item.author == "Ana Ruiz" and item.summary == "Why now."
+    assert item.title == "Title" and item.author == "Ana Ruiz" and item.summary.startswith("Why now.\n\nBy Ana Ruiz ")
 
 
 def _chain(out: Path, start: str) -> list[Path]:
@@ -482,7 +485,7 @@ def test_a_real_insightcrime_item_makes_a_valid_attributed_entry(real_fixtures: 
     extraction = Extraction(source=SourceConfig(name="site-en", kind="feed", url=site, language="en"),
                             countries=Countries(), rules=BodyRules.for_publication("InSight Crime"))
     data = (real_fixtures / "insightcrime_tag_venezuela_feed_excerpt.rss").read_bytes()
-    [brief], _ = parse_feed(data, f"{site}/tag/venezuela/feed/", extraction)
+    [brief] = parse_feed(data, f"{site}/tag/venezuela/feed/", extraction).briefs
     config = site_config(tmp_path, sqlite_url)
     engine = open_store(config.store_url)
     store(engine, brief)

@@ -15,7 +15,7 @@ from tests.support.cli import run_cli
 from tests.support.serve import Served, free_port
 from tests.support.sites import mount_sites
 
-TOKEN = "operator-test-token-9f2c"
+TOKEN = "operator-test-token-9f2c-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

@@ -20,7 +20,7 @@ from newsletter.web.app import create_app
 from tests.support.cli import run_cli, run_json
 from tests.support.digest import brief, digest_config
 
-KEY = "test-secret-key"  # what tests/support/cli.py gives the subprocess
+KEY = "test-secret-key-0123456789abcdefghijkl"  # what tests/support/cli.py gives the subprocess
 
 
 @pytest.fixture
@@ -47,7 +47,9 @@ def test_preview_of_the_next_mailing_for_a_sample_reader(setup, tmp_path: Path) 
     config, _, _ = setup
     code, report = run_json("preview", "daily-en", "--out", str(tmp_path / "out"), config=config.path)
     assert code == 0, report
-    assert report["briefs"] == 3 and report["mailing_id"] == 1 and not report["existing"]
+    # The next mailing does not exist yet: the preview borrows no mailing's id or archive link.
+    assert report["briefs"] == 3 and report["mailing_id"] is None and not report["existing"]
+    assert report["files"]["html"].endswith("daily-en-draft.html")
     html = Path(report["files"]["html"]).read_text(encoding="utf-8")
     text = Path(report["files"]["text"]).read_text(encoding="utf-8")
     for i in (1, 2, 3):

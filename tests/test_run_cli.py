@@ -106,7 +106,7 @@ def test_pause_holds_a_mailing_back_from_cron_until_resumed(config_file, site) -
 
 def test_the_scheduler_catches_up_at_start_logs_json_and_stops_on_sigterm(config_file, site) -> None:
     config = make(config_file, site)
-    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key"}
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
     process = subprocess.Popen(
         [sys.executable, "-m", "newsletter", "--config", str(config), "--log-json", "run"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -138,7 +138,7 @@ def test_two_cron_runs_at_once_on_one_store_send_one_mailing_once(store_url: str
     config = write_config(tmp_path, data)
     for i in range(5):
         run_cli("subscribers", "add", f"reader{i}@example.net", "--language", "en", config=config, check=True)
-    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key"}
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
     runs = [subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(config), "run", "--once", "--json"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     reports = []

@@ -1,11 +1,10 @@
-"""`newsletter send` as operators run it: resume after kill -9, two workers, pauses, rate, dry run, --to."""
+"""`newsletter send` as operators run it: two workers, pauses, rate, dry run, --to (kill -9 and stops: test_send_recovery)."""
 
 from __future__ import annotations
 
 import collections
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,12 +23,12 @@ from tests.support.cli import run_cli, run_json
 from tests.support.sending import add_subscribers, make_mailing, mailing, send_config, states
 from tests.support.smtpd import Behaviour, SMTPServer
 
-ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key"}
+ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
 
 
 @pytest.fixture(autouse=True)
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
 
 
 def emails(n: int) -> list[str]:
@@ -46,34 +45,6 @@ def wait_for(predicate, timeout: float = 60) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
-
-
-def test_kill_9_then_resume_sends_everyone_once_but_the_batch_in_doubt(tmp_path: Path, sqlite_url: str) -> None:
-    n, connections = 240, 2
-    with SMTPServer(Behaviour(delay=0.02)) as server:
-        config, path = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, connections=connections)
-        engine = open_store(sqlite_url)
-        mailing_id = make_mailing(config, engine, emails(n))
-        proc = popen_send(path)
-        wait_for(lambda: len(server.recorder.messages) >= 70)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        # Its workers die with it: nothing more arrives.
-        time.sleep(0.5)
-        settled = len(server.recorder.messages)
-        time.sleep(0.5)
-        assert len(server.recorder.messages) == settled < n
-        assert "sending" in states(engine, mailing_id).values()
-        resumed = run_cli("send", "daily-en", "--resume", config=path, env=ENV)
-        assert resumed.returncode == 0, resumed.stderr
-    received = collections.Counter(server.recorder.recipients())
-    assert set(received) == set(emails(n))
-    duplicates = sum(c - 1 for c in received.values())
-    # Documented window: at most one claimed batch per worker, accepted but not yet recorded.
-    assert duplicates <= connections * SMTP_BATCH
-    assert set(states(engine, mailing_id).values()) == {"sent"}
-    assert mailing(engine, mailing_id).status == "done"
-    engine.dispose()
 
 
 @pytest.mark.postgresql
@@ -230,7 +201,7 @@ def test_status_shows_every_mailing_with_its_counts_and_limit_keeps_the_newest(t
     assert code == 0
     listed = report["mailings"]
     assert [m["id"] for m in listed] == list(range(first + 24, first - 1, -1))
-    assert listed[-1]["deliveries"] == {"pending": 3, "sending": 0, "sent": 0, "failed": 0, "suppressed": 0}
+    assert listed[-1]["deliveries"] == {"pending": 3, "sending": 0, "sent": 0, "failed": 0, "suppressed": 0, "skipped": 0}
     by_slot = {m["slot"]: m["deliveries"] for m in listed}
     assert by_slot["2026-04-05T12:00:00+00:00"]["failed"] == 2 and by_slot["2026-04-05T12:00:00+00:00"]["sent"] == 1
     assert table_ids(path) == [str(m["id"]) for m in listed]

@@ -20,7 +20,7 @@ LIMITS = {"postmark": 500, "sendgrid": 1000, "mailgun": 1000}
 
 @pytest.fixture(autouse=True)
 def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
     monkeypatch.setenv("TEST_API_TOKEN", TOKEN)
 
 

@@ -15,7 +15,7 @@ from tests.support.smtpd import Behaviour, SMTPServer, self_signed
 
 @pytest.fixture(autouse=True)
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
 
 
 def emails(n: int, domain: str = "example.net") -> list[str]:

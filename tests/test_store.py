@@ -62,7 +62,8 @@ def test_recent_filters_by_country_and_language(engine: sa.Engine) -> None:
         for i in range(30):
             briefs.upsert(
                 conn,
-                sample(key=str(i), countries=("mexico",) if i % 10 == 0 else ("colombia",),
+                sample(key=str(i), url=f"https://briefs.example.org/news/{i}/",
+                       countries=("mexico",) if i % 10 == 0 else ("colombia",),
                        language="es" if i % 2 else "en",
                        published_at=datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(hours=i)),
                 site_url="https://x.org",

@@ -12,6 +12,7 @@ from newsletter.errors import SubscriberError
 from newsletter.store import schema, utcnow
 from newsletter.subscribers import audience, record_bounce, suppress
 from newsletter.subscribers import registry
+from newsletter.subscribers import requests as subscribe_requests
 from newsletter.subscribers.address import erased_key, normalise
 from newsletter.subscribers.profile import Profile, Vocabulary
 from tests.support.configs import base_config
@@ -64,8 +65,7 @@ def test_audience_streams_who_wants_the_edition_in_id_order(engine: sa.Engine) -
         registry.remove(conn, "left@example.org")
         add(conn, "bounced@example.org")
         record_bounce(conn, "bounced@example.org", "hard", "smtp", "550 no such user")
-        pending = registry.request_subscription(conn, "pending@example.org", Profile("", "en", (), ()), OPERATOR)
-        assert pending.send_confirmation
+        ask(conn, "pending@example.org", Profile("", "en", (), ()), OPERATOR)
         # Suppressed without a subscriber row change: the suppression list alone keeps it out.
         sneaky = add(conn, "sneaky@example.org")
         conn.execute(sa.insert(schema.suppressions).values(email="sneaky@example.org", reason="manual",
@@ -107,40 +107,59 @@ def test_suppression_wins_over_an_operator_add(engine: sa.Engine) -> None:
         assert registry.find(conn, "ana@example.org").status == "unsubscribed"
 
 
+def ask(conn: sa.Connection, email: str, profile: Profile, consent: registry.Consent) -> tuple[int, str]:
+    """A form request as `serve` records it, and the mailer's decision on it: (request id, outcome)."""
+    request_id = subscribe_requests.record(conn, email, profile, consent, page_language="en", hours=2)
+    row = conn.execute(sa.select(schema.subscribe_requests).where(schema.subscribe_requests.c.id == request_id)).one()
+    return request_id, subscribe_requests.decide(conn, row, "address-" + email, 3, utcnow())
+
+
 def test_confirming_activates_only_a_request_made_after_the_last_unsubscribe(engine: sa.Engine) -> None:
     web = registry.Consent("203.0.113.9", "Firefox", "subscribe-en-abc")
+    here = registry.Consent("198.51.100.7", "Safari", None)
     with engine.begin() as conn:
-        outcome = registry.request_subscription(conn, "bo@example.org", Profile("Bo", "en", (), ("peru",)), web)
-        row = registry.confirm(conn, outcome.subscriber_id, web)
+        first, outcome = ask(conn, "bo@example.org", Profile("Bo", "en", (), ("peru",)), web)
+        assert outcome == subscribe_requests.MAILED
+        done = subscribe_requests.confirm(conn, first, here)
+        row = registry.get(conn, done.subscriber_id)
         assert row.status == "active" and row.countries == ["peru"]
-        registry.unsubscribe(conn, outcome.subscriber_id, web, how="page")
+        registry.unsubscribe(conn, row.id, web, how="page")
         # The old confirmation link is still within its hours, but it cannot undo the unsubscribe.
-        assert registry.confirm(conn, outcome.subscriber_id, web) is None
+        assert subscribe_requests.confirm(conn, first, here) is None
         # A new request by the person themselves, confirmed, brings them back.
-        again = registry.request_subscription(conn, "bo@example.org", Profile("Bo", "en", (), ()), web)
-        assert again.send_confirmation
-        assert registry.confirm(conn, again.subscriber_id, web).status == "active"
-        record = registry.data(conn, again.subscriber_id)
+        again, outcome = ask(conn, "bo@example.org", Profile("Bo", "en", (), ()), web)
+        assert outcome == subscribe_requests.MAILED
+        assert registry.get(conn, subscribe_requests.confirm(conn, again, here).subscriber_id).status == "active"
+        record = registry.data(conn, row.id)
     assert [c["action"] for c in record["consents"]] == ["subscribe", "confirm", "unsubscribe", "subscribe", "confirm"]
-    first = record["consents"][0]
-    assert (first["ip"], first["user_agent"], first["form_version"]) == ("203.0.113.9", "Firefox", "subscribe-en-abc")
-    assert first["confirmed_at"] is not None
+    asked, confirmed = record["consents"][0], record["consents"][1]
+    assert (asked["ip"], asked["user_agent"], asked["form_version"]) == ("203.0.113.9", "Firefox", "subscribe-en-abc")
+    assert (confirmed["ip"], confirmed["user_agent"]) == ("198.51.100.7", "Safari")
+    assert asked["confirmed_at"] is not None
     assert record["suppressed"] is None
 
 
-def test_erasure_keeps_only_a_hash_that_still_blocks_the_address(engine: sa.Engine) -> None:
+def test_erasure_keeps_only_a_hash_and_does_not_ban(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         sid = add(conn, "gone@example.org")
+        left = add(conn, "left@example.org")
+        registry.unsubscribe(conn, left, OPERATOR, how="page")
         registry.erase(conn, sid)
+        registry.erase(conn, left)
     with engine.connect() as conn:
         dump = "\n".join(str(r) for t in (schema.subscribers, schema.consents, schema.suppressions, schema.events)
                          for r in conn.execute(sa.select(t)))
-        assert "gone@example.org" not in dump
-        assert erased_key("gone@example.org") in dump
+        assert "gone@example.org" not in dump and "left@example.org" not in dump
+        reasons = dict(conn.execute(sa.select(schema.suppressions.c.email, schema.suppressions.c.reason)).all())
+    # The hash carries the choice the person made (unsubscribed), or just that they were erased.
+    assert reasons == {erased_key("gone@example.org"): "erased", erased_key("left@example.org"): "unsubscribed"}
     with engine.begin() as conn:
-        outcome = registry.request_subscription(conn, "gone@example.org", Profile("", "en", (), ()), OPERATOR)
-        assert not outcome.send_confirmation
         with pytest.raises(SubscriberError, match="erased"):
-            add(conn, "Gone@Example.org")
+            add(conn, "Gone@Example.org")  # an operator never brings them back
+        # The person can: a new double opt-in.
+        request_id, outcome = ask(conn, "gone@example.org", Profile("", "en", (), ()), OPERATOR)
+        assert outcome == subscribe_requests.MAILED
+        back = subscribe_requests.confirm(conn, request_id, OPERATOR)
         new_id = add(conn, "new@example.org")
-    assert new_id > sid  # an erased subscriber's id is never reused by someone else
+        assert registry.suppression_reason(conn, "gone@example.org") is None
+    assert back.subscriber_id > left and new_id > back.subscriber_id  # erased ids are never reused

@@ -122,7 +122,7 @@ def test_a_crash_halfway_through_an_import_leaves_nothing(config: Path, store_ur
         raise RuntimeError("power cut")
 
     monkeypatch.setattr(csvfile, "import_rows", crash_after_writing)
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
     with pytest.raises(RuntimeError, match="power cut"):
         main(["--config", str(config), "subscribers", "import", str(path)])
     assert rows(store_url, schema.subscribers) == []

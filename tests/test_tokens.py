@@ -26,12 +26,12 @@ def test_bound_to_purpose_and_key() -> None:
 
 
 def test_every_single_character_change_is_refused() -> None:
-    token = tokens.make(KEY, "confirm", 99)
+    token = tokens.make(KEY, "subscribe_request", 99)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     for i, ch in enumerate(token):
         forged = token[:i] + alphabet[(alphabet.index(ch) + 1) % len(alphabet)] + token[i + 1:]
         with pytest.raises(TokenError):
-            tokens.read(KEY, "confirm", forged)
+            tokens.read(KEY, "subscribe_request", forged)
 
 
 @pytest.mark.parametrize("garbage", ["", "x", "!!!!", "A" * 65, "%00%0d%0a"])
@@ -41,7 +41,19 @@ def test_garbage_is_refused_clearly(garbage: str) -> None:
 
 
 def test_expiry() -> None:
-    token = tokens.make(KEY, "confirm", 5, expires_at=1_000)
-    assert tokens.read(KEY, "confirm", token, now=999) == 5
+    token = tokens.make(KEY, "subscribe_request", 5, expires_at=1_000)
+    assert tokens.read(KEY, "subscribe_request", token, now=999) == 5
     with pytest.raises(TokenError, match="expired"):
-        tokens.read(KEY, "confirm", token, now=1_001)
+        tokens.read(KEY, "subscribe_request", token, now=1_001)
+
+
+def test_a_token_of_an_old_purpose_opens_nothing_under_a_new_meaning() -> None:
+    # Confirmation and data links used to name a subscriber; now they name a request or a
+    # single-use link. The purposes were renamed so that an old link cannot be read as a new one.
+    with pytest.raises(ValueError, match="unknown token purpose"):
+        tokens.make(KEY, "confirm", 1)
+    with pytest.raises(ValueError, match="unknown token purpose"):
+        tokens.make(KEY, "data", 1)
+    for purpose in ("subscribe_request", "data_link"):
+        with pytest.raises(tokens.TokenError):
+            tokens.read(KEY, purpose, tokens.make(KEY, "preferences", 1))

@@ -24,19 +24,26 @@ from tests.support.configs import base_config, write_config
 from tests.support.serve import Served, free_port
 
 MAILGUN_KEY = "key-mailgun-signing-0123456789abcdef"
-POSTMARK_CREDENTIALS = "hooks:correct-horse-battery-staple"
+POSTMARK_CREDENTIALS = "hooks:correct-horse-battery-staple-0123456789"
 SENDGRID_KEY = ec.generate_private_key(ec.SECP256R1())
 SENDGRID_PUBLIC = base64.b64encode(SENDGRID_KEY.public_key().public_bytes(
     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
-SECRETS = {"mailgun": MAILGUN_KEY, "postmark": POSTMARK_CREDENTIALS, "sendgrid": SENDGRID_PUBLIC}
 PEOPLE = ("hard@example.org", "soft@example.org", "angry@example.org", "fine@example.org")
+# Each provider's own section and variables, as the README shows them.
+SECTIONS = {"mailgun": {"signing_key_env": "TEST_MAILGUN_SIGNING_KEY"},
+            "sendgrid": {"public_key_env": "TEST_SENDGRID_PUBLIC_KEY"},
+            "postmark": {"username_env": "TEST_POSTMARK_USER", "password_env": "TEST_POSTMARK_PASSWORD"}}
+ENV = {"TEST_MAILGUN_SIGNING_KEY": MAILGUN_KEY, "TEST_SENDGRID_PUBLIC_KEY": SENDGRID_PUBLIC,
+       "TEST_POSTMARK_USER": POSTMARK_CREDENTIALS.split(":")[0],
+       "TEST_POSTMARK_PASSWORD": POSTMARK_CREDENTIALS.split(":")[1]}
 
 
 def serve(tmp_path: Path, store_url: str, provider: str) -> Served:
     data = base_config(store_url)
     data["transport"] = {"kind": provider, "api_token_env": "UNUSED_API_TOKEN", "domain": "mg.example.org",
-                         "webhook_secret_env": "TEST_WEBHOOK_SECRET", "soft_bounce_limit": 2}
-    return Served(write_config(tmp_path, data), free_port(), env={"TEST_WEBHOOK_SECRET": SECRETS[provider]})
+                         "soft_bounce_limit": 2}
+    data["webhooks"] = {provider: SECTIONS[provider]}
+    return Served(write_config(tmp_path, data), free_port(), env=ENV)
 
 
 @pytest.fixture
@@ -94,9 +101,9 @@ def test_mailgun(tmp_path: Path, store_url: str, store: sa.Engine) -> None:
         assert_untouched(store)
 
         soft = mailgun_body({"event": "failed", "severity": "temporary", "recipient": "soft@example.org"})
-        assert httpx.post(url, json=soft).json() == {"recorded": 1, "suppressed": 0}
+        assert httpx.post(url, json=soft).json() == {"recorded": 1, "duplicates": 0, "suppressed": 0}
         # The same signed call again (a retry, or a replay) does not count the bounce twice.
-        assert httpx.post(url, json=soft).json() == {"recorded": 0, "suppressed": 0, "duplicate": True}
+        assert httpx.post(url, json=soft).json() == {"recorded": 0, "duplicates": 1, "suppressed": 0}
         with store.connect() as conn:
             assert registry.find(conn, "soft@example.org").soft_bounces == 1
         for event in (hard,
@@ -143,8 +150,8 @@ def test_sendgrid(tmp_path: Path, store_url: str, store: sa.Engine) -> None:
         assert_untouched(store)
         signed = sendgrid_headers(body)
         response = httpx.post(url, content=body, headers=signed)
-        assert response.status_code == 200 and response.json() == {"recorded": 5, "suppressed": 3}
-        assert httpx.post(url, content=body, headers=signed).json()["duplicate"] is True
+        assert response.status_code == 200 and response.json() == {"recorded": 5, "duplicates": 0, "suppressed": 3}
+        assert httpx.post(url, content=body, headers=signed).json()["duplicates"] == 5
     finally:
         site.stop()
     statuses, reasons, recorded = state(store)
@@ -156,18 +163,21 @@ def test_postmark(tmp_path: Path, store_url: str, store: sa.Engine) -> None:
     site = serve(tmp_path, store_url, "postmark")
     try:
         url = site.url + "/webhooks/postmark"
-        hard = {"RecordType": "Bounce", "Type": "HardBounce", "TypeCode": 1, "Email": "hard@example.org",
+        hard = {"RecordType": "Bounce", "ID": 4323372036854775807, "Type": "HardBounce", "TypeCode": 1,
+                "Email": "hard@example.org",
                 "Description": "The server was unable to deliver your message", "MessageStream": "broadcast"}
         assert httpx.post(url, json=hard).status_code == 401
         assert httpx.post(url, json=hard, auth=("hooks", "wrong")).status_code == 403
         assert_untouched(store)
         user, password = POSTMARK_CREDENTIALS.split(":")
         for event in (hard,
-                      {"RecordType": "Bounce", "Type": "SoftBounce", "TypeCode": 4096, "Email": "soft@example.org"},
-                      {"RecordType": "Bounce", "Type": "Transient", "TypeCode": 2, "Email": "soft@example.org"},
-                      {"RecordType": "SpamComplaint", "Type": "SpamComplaint", "TypeCode": 512,
+                      {"RecordType": "Bounce", "ID": 2, "Type": "SoftBounce", "TypeCode": 4096,
+                       "Email": "soft@example.org"},
+                      {"RecordType": "Bounce", "ID": 3, "Type": "Transient", "TypeCode": 2, "Email": "soft@example.org"},
+                      {"RecordType": "SpamComplaint", "ID": 4, "Type": "SpamComplaint", "TypeCode": 512,
                        "Email": "angry@example.org"},
-                      {"RecordType": "Delivery", "Recipient": "fine@example.org"}):
+                      {"RecordType": "Delivery", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+                       "DeliveredAt": "2026-11-30T05:00:00Z", "Recipient": "fine@example.org"}):
             response = httpx.post(url, json=event, auth=(user, password))
             assert response.status_code == 200, response.text
         assert httpx.post(url, content=b"{not json", auth=(user, password)).status_code == 400

@@ -14,6 +14,7 @@ import sys
 
 from newsletter import __version__
 from newsletter.cli.context import Context
+from newsletter.cli.output import error_line
 from newsletter.errors import NewsletterError
 from newsletter.logs import setup_logging
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(ctx, args)
     except NewsletterError as exc:
-        print(f"newsletter: error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("newsletter: interrupted", file=sys.stderr)

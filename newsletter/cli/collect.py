@@ -11,6 +11,7 @@ from rich.table import Table
 
 from newsletter import feeds
 from newsletter.cli.context import Context
+from newsletter.cli.output import clean, styled
 from newsletter.collect import SourceResult, collect_all
 
 
@@ -31,10 +32,10 @@ class _Display:
         self.tasks[source] = self.progress.add_task(source, total=None, detail="starting")
 
     def requested(self, source: str, url: str, count: int) -> None:
-        self.progress.update(self.tasks[source], detail=f"{count} requests · {url[-70:]}")
+        self.progress.update(self.tasks[source], detail=clean(f"{count} requests · {url[-70:]}"))
 
     def finished(self, result: SourceResult) -> None:
-        detail = (f"[red]failed[/red] after {result.requests} requests" if result.error else
+        detail = (f"failed after {result.requests} requests" if result.error else
                   f"{result.new} new, {result.updated} updated, {result.unchanged} unchanged")
         self.progress.update(self.tasks[result.name], total=1, completed=1, detail=detail)
 
@@ -45,14 +46,15 @@ def summary_table(results: list[SourceResult]) -> Table:
         table.add_column(column, justify="right" if column in ("new", "updated", "unchanged", "requests") else "left")
     for r in results:
         table.add_row(r.name, str(r.new), str(r.updated), str(r.unchanged), str(r.requests),
-                      f"[red]{r.error}[/red]" if r.error else "")
+                      styled(r.error, "red") if r.error else "")
     return table
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     config, engine = ctx.config, ctx.engine
     console: Console = ctx.console
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[detail]}"),
+    columns = (SpinnerColumn(), TextColumn("{task.description}", markup=False),
+               TextColumn("{task.fields[detail]}", markup=False),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         results = collect_all(config, engine, _Display(progress))
@@ -65,5 +67,5 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     failed = [r for r in results if r.error]
     for r in failed:
         # Plain lines, never wrapped, so scripts can grep them.
-        print(f"newsletter: source {r.name} failed: {r.error}", file=sys.stderr)
+        print(clean(f"newsletter: source {r.name} failed: {r.error}").replace("\n", " "), file=sys.stderr)
     return 1 if failed else 0

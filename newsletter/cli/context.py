@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from rich.console import Console
+from newsletter.cli.output import SafeConsole, json_text
 
 from newsletter import config as config_module
 from newsletter.config import Config
@@ -38,16 +37,16 @@ class Context:
         return self._engine
 
     @cached_property
-    def console(self) -> Console:
+    def console(self) -> SafeConsole:
         """Progress and tables for people, on stderr so stdout stays clean for --json."""
-        return Console(stderr=True)
+        return SafeConsole(stderr=True)
 
     @cached_property
-    def out(self) -> Console:
-        return Console(soft_wrap=True)
+    def out(self) -> SafeConsole:
+        return SafeConsole(soft_wrap=True)
 
     def print_json(self, data: Any) -> None:
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(json_text(data) + "\n")
 
     def close(self) -> None:
         if self._engine is not None:

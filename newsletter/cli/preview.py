@@ -31,7 +31,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        stem = out / f"{edition.name}-{content.id}"
+        stem = out / f"{edition.name}-{'draft' if content.id is None else content.id}"
         paths = {"html": stem.with_suffix(".html"), "text": stem.with_suffix(".txt"), "eml": stem.with_suffix(".eml")}
         paths["html"].write_text(shown.html, encoding="utf-8")
         paths["text"].write_text(shown.text, encoding="utf-8")

@@ -7,6 +7,7 @@ import sys
 
 from newsletter import locks
 from newsletter.cli.context import Context
+from newsletter.cli.output import error_line
 from newsletter.scheduler import Job, RunReport, run_forever
 
 
@@ -37,16 +38,25 @@ def _print(ctx: Context, report: RunReport) -> None:
                       + (f" ({s.detail})" if s.detail else ""), markup=False, highlight=False)
 
 
+def _stopped(job: Job) -> int | None:
+    """Say where each send a signal stopped left its mailing; the exit code when there was one."""
+    for s in job.stopped:
+        print(f"newsletter: {s.detail}; `newsletter send {s.edition} --resume` (or the next `newsletter run`) "
+              f"carries on", file=sys.stderr)
+    return job.stop.exit_code if job.stopped else None
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
     job = Job(ctx.config, ctx.engine, worker=locks.owner_id("run"))
     if not args.once:
         run_forever(job)
-        return 0
-    report = job.once()
+        return _stopped(job) or 0
+    with job.stop.on_signals():
+        report = job.once()
     if args.json:
         ctx.print_json(report.as_dict())
     else:
         _print(ctx, report)
     for failure in report.source_failures + report.send_failures:
-        print(f"newsletter: error: {failure}", file=sys.stderr)
-    return report.exit_code
+        print(error_line(failure), file=sys.stderr)
+    return _stopped(job) or report.exit_code

@@ -12,6 +12,8 @@ from newsletter.audit import cli_actor
 from newsletter.cli.context import Context
 from newsletter.errors import MailingError, NewsletterError
 from newsletter.send.dispatch import SendSummary
+from newsletter.send.stop import Stop
+from newsletter.states import MailingStatus
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,8 +56,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         _report(ctx, args, {"edition": edition.name, "mailing_id": None, "sent": 0},
                 f"{edition.name}: no new briefs since the last mailing; nothing to send")
         return 0
-    summary = _send(ctx, args, target.mailing_id)
-    return _finish(ctx, args, edition.name, summary)
+    stop = Stop()
+    with stop.on_signals():
+        summary = _send(ctx, args, target.mailing_id, stop)
+    return _finish(ctx, args, edition.name, summary, stop)
 
 
 def _dry_run(ctx: Context, args: argparse.Namespace) -> int:
@@ -69,13 +73,17 @@ def _dry_run(ctx: Context, args: argparse.Namespace) -> int:
         _report(ctx, args, {"edition": edition.name, "mailing_id": None, "dry_run": True, "waiting_briefs": waiting},
                 f"{edition.name}: no unfinished mailing; sending now would make one from {waiting} new brief(s)")
         return 0
-    summary = _send(ctx, args, plan.mailing_id)
-    return _finish(ctx, args, edition.name, summary)
+    stop = Stop()
+    return _finish(ctx, args, edition.name, _send(ctx, args, plan.mailing_id, stop), stop)
 
 
-def _finish(ctx: Context, args: argparse.Namespace, edition: str, summary: SendSummary) -> int:
+def _finish(ctx: Context, args: argparse.Namespace, edition: str, summary: SendSummary, stop: Stop) -> int:
     _report(ctx, args, {"edition": edition, **summary.as_dict()}, _describe(edition, summary))
-    if summary.dry_run or summary.status == "done":
+    if summary.stopped:
+        ctx.console.print(f"newsletter: {summary.stopped}: {summary.where()}; "
+                          f"`newsletter send {edition} --resume` carries on", markup=False, highlight=False)
+        return stop.exit_code
+    if summary.dry_run or summary.status == MailingStatus.DONE:
         return 0
     reason = f" ({summary.paused_reason})" if summary.paused_reason else ""
     ctx.console.print(f"newsletter: error: mailing {summary.mailing_id} is {summary.status}{reason}; "
@@ -83,7 +91,7 @@ def _finish(ctx: Context, args: argparse.Namespace, edition: str, summary: SendS
     return 1
 
 
-def _send(ctx: Context, args: argparse.Namespace, mailing_id: int) -> SendSummary:
+def _send(ctx: Context, args: argparse.Namespace, mailing_id: int, stop: Stop) -> SendSummary:
     columns = (TextColumn("[bold]mailing {task.fields[mailing]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=ctx.console, transient=False, disable=args.dry_run) as bar:
@@ -93,7 +101,7 @@ def _send(ctx: Context, args: argparse.Namespace, mailing_id: int) -> SendSummar
             bar.update(task, completed=done, total=total)
 
         return operations.deliver(ctx.config, ctx.engine, mailing_id, worker="cli", dry_run=args.dry_run,
-                                  progress=progress)
+                                  progress=progress, stop=stop)
 
 
 def _describe(edition: str, s: SendSummary) -> str:

@@ -22,5 +22,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     app = create_app(config, ctx.engine)
     host = args.host or config.web.host
     port = args.port if args.port is not None else config.web.port
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
+    # X-Forwarded-For and -Proto are believed only from the configured proxies: from anyone else
+    # they would let a client pick the address that the per-client limits count.
+    trusted = config.web.trusted_proxies
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=bool(trusted),
+                forwarded_allow_ips=trusted or None)
     return 0

@@ -46,12 +46,15 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         ctx.print_json(report)
         return 0
     sources = Table(title="Sources")
-    for column in ("source", "kind", "briefs", "last success", "last run", "last error"):
+    for column in ("source", "kind", "briefs", "withdrawn", "last success", "last run", "last error"):
         sources.add_column(column)
     for s in report["sources"]:
+        error = s["last_error"] or ""
+        if s["deferred_until"]:
+            error = f"deferred until {_minute(s['deferred_until'])}" + (f": {error}" if error else "")
         sources.add_row(
-            s["name"], s["kind"], str(s["briefs"]), s["last_success_at"] or "never",
-            s["last_run_at"] or "never", s["last_error"] or "",
+            s["name"], s["kind"], str(s["briefs"]), str(s["withdrawn"]), s["last_success_at"] or "never",
+            s["last_run_at"] or "never", error,
         )
     editions = Table(title="Editions")
     for column in ("edition", "language", "schedule", "last mailing", "last slot", "next due", "new briefs"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import rich.progress
 
 from newsletter.cli.context import Context
+from newsletter.cli.output import clean, error_line, json_text
 from newsletter.errors import SubscriberError
 from newsletter.subscribers import csvfile, registry
 from newsletter.subscribers.address import normalise
@@ -74,7 +74,7 @@ def import_(ctx: Context, args: argparse.Namespace) -> int:
                       f"{summary.kept_suppressed} left as they were (unsubscribed, bounced or suppressed), "
                       f"{len(summary.invalid)} invalid", highlight=False)
     for line, reason in summary.invalid:
-        print(f"newsletter: error: {args.file}:{line}: {reason}", file=sys.stderr)
+        print(error_line(f"{args.file}:{line}: {reason}"), file=sys.stderr)
     return 1 if summary.invalid else 0
 
 
@@ -89,8 +89,12 @@ def export(ctx: Context, args: argparse.Namespace) -> int:
             if args.json:
                 out.write("[")
                 for i, record in enumerate(records):
-                    out.write(("," if i else "") + "\n  " + json.dumps(record, ensure_ascii=False))
+                    out.write(("," if i else "") + "\n  " + json_text(record, indent=None))
                 out.write("\n]\n")
+            elif out.isatty():
+                # For eyes, not for import: nothing a subscriber typed may drive the terminal.
+                csvfile.write_csv(({k: clean(v) if isinstance(v, str) else v for k, v in r.items()} for r in records),
+                                  out)
             else:
                 csvfile.write_csv(records, out)
     finally:

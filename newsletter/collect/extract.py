@@ -305,7 +305,7 @@ def refuse_entity_declarations(data: bytes, what: str) -> None:
     head = data[:65536]
     doctype = re.search(rb"<!DOCTYPE[^>\[]*(\[)?", head, re.IGNORECASE)
     if doctype and (doctype.group(1) or re.search(rb"<!ENTITY", data, re.IGNORECASE)):
-        raise SourceError(f"{what}: XML declares entities in a DOCTYPE; refused (entity expansion attack?)")
+        raise SourceError(f"XML declares entities in a DOCTYPE; refused (entity expansion attack?): {what}")
 
 
 def html_document(data: str) -> lxml_html.HtmlElement:

@@ -3,17 +3,20 @@
 One `Fetcher` per source: one requests.Session, a User-Agent naming the project, a
 deadline per response (a server that hangs or trickles cannot stall the run), bounded
 retries with exponential backoff on 429/5xx and connection failures honouring
-Retry-After, conditional GET with the validators remembered per URL (a 304 costs no
+Retry-After (a site that asks for more than `MAX_RETRY_WAIT` defers the source instead of
+stalling the run), conditional GET with the validators remembered per URL (a 304 costs no
 parsing), and a streamed size cap that stops reading a huge body early.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -22,19 +25,46 @@ from newsletter import __version__
 from newsletter.errors import SourceError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Never wait longer than this for one retry, whatever Retry-After says: the run has other sources.
+# The retry budget: never wait longer than this for one retry. A Retry-After beyond it
+# defers the source to that time instead: the run has other sources.
 MAX_RETRY_WAIT = 60.0
 MAX_BACKOFF = 30.0
 CHUNK = 65536
 KEEP_BODY_LIMIT = 65536
+# Error lines show URLs cut to this many characters: the reason is what the reader needs first.
+SHORT_URL_CHARS = 90
 
 
 class StatusError(SourceError):
     """The server answered with an HTTP error status (after any retries)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, url: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.url = url
+
+
+class Deferred(SourceError):
+    """The site asked us to come back later than the retry budget allows (Retry-After)."""
+
+    def __init__(self, message: str, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+def short_url(url: str, limit: int = SHORT_URL_CHARS) -> str:
+    """A URL for an error line: no scheme, and its query cut with "…" when too long."""
+    parts = urlsplit(url)
+    text = f"{parts.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "") if parts.netloc else url
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def status_reason(status: int) -> str:
+    """ "HTTP 404 Not Found" """
+    try:
+        return f"HTTP {status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
 
 
 def user_agent(site_url: str, configured: str = "") -> str:
@@ -95,6 +125,8 @@ class Fetcher:
     retries: int
     agent: str
     validators: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (user, password) for HTTP Basic auth (WordPress application passwords), or None.
+    auth: tuple[str, str] | None = None
     backoff_base: float = 1.0
     sleep: Callable[[float], None] = time.sleep
     on_request: Callable[[str], None] | None = None
@@ -107,13 +139,17 @@ class Fetcher:
     def __post_init__(self) -> None:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = self.agent
+        self.session.auth = self.auth
 
     def close(self) -> None:
         self.session.close()
 
     def get(self, url: str, params: Mapping[str, Any] | None = None, *, accept: str = "*/*",
-            keep_body: bool = False) -> Response:
+            keep_body: bool = False, conditional: bool = True) -> Response:
         """GET `url`; a 304 answer is returned as is (status 304, empty body).
+
+        `conditional=False` neither sends nor remembers validators: for answers the caller
+        cannot do without (a page of a walk, whose body a 304 would not give).
 
         `keep_body` remembers a small body with the validators, so a 304 still gives the
         caller the body (for lookups such as WordPress term ids that a run cannot do without).
@@ -123,7 +159,7 @@ class Fetcher:
         """
         full_url = requests.Request("GET", url, params=params).prepare().url or url
         headers = {"Accept": accept}
-        known = self.validators.get(full_url, {})
+        known = self.validators.get(full_url, {}) if conditional else {}
         if known.get("etag"):
             headers["If-None-Match"] = known["etag"]
         if known.get("last_modified"):
@@ -135,15 +171,24 @@ class Fetcher:
                 response = self._once(full_url, headers)
             except requests.Timeout as exc:
                 # A server that hangs once will likely hang again: do not multiply the wait.
-                raise SourceError(f"{full_url}: no answer within {self.timeout:g}s ({type(exc).__name__})") from exc
+                raise SourceError(f"no answer within {self.timeout:g}s ({type(exc).__name__}): "
+                                  f"{short_url(full_url)}") from exc
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 if attempt > self.retries:
-                    raise SourceError(f"{full_url}: cannot connect: {_reason(exc)}") from exc
+                    raise SourceError(f"cannot connect, {_reason(exc)}: {short_url(full_url)}") from exc
                 self.sleep(self._backoff(attempt, None))
                 continue
-            if response.status in RETRY_STATUSES and attempt <= self.retries:
-                self.sleep(self._backoff(attempt, response.headers.get("Retry-After")))
-                continue
+            if response.status in RETRY_STATUSES:
+                asked = retry_after_seconds(response.headers.get("Retry-After"))
+                if asked is not None and asked > MAX_RETRY_WAIT:
+                    until = datetime.now(timezone.utc) + timedelta(seconds=asked)
+                    raise Deferred(
+                        f"{status_reason(response.status)} asking us to retry in {asked:.0f} s, beyond the "
+                        f"{MAX_RETRY_WAIT:.0f} s retry budget; deferred until {until:%Y-%m-%d %H:%M:%S}Z: "
+                        f"{short_url(full_url)}", until)
+                if attempt <= self.retries:
+                    self.sleep(self._backoff(attempt, response.headers.get("Retry-After")))
+                    continue
             break
         if response.not_modified:
             self.used_validators[full_url] = dict(known)
@@ -153,10 +198,13 @@ class Fetcher:
         self.changed = True
         if response.status >= 400:
             tries = f" after {attempt} attempts" if attempt > 1 else ""
-            raise StatusError(f"{full_url}: HTTP {response.status}{tries}", response.status)
+            raise StatusError(f"{status_reason(response.status)}{tries}: {short_url(full_url)}", response.status,
+                              full_url)
         fresh = {k: v for k, v in (("etag", response.headers.get("ETag")),
                                    ("last_modified", response.headers.get("Last-Modified"))) if v}
-        if keep_body:
+        if not conditional:
+            fresh = {}
+        elif keep_body:
             # Without the body a 304 would leave the caller with nothing: ask in full next time.
             fresh = {**fresh, "body": response.text()} if fresh and len(response.body) <= KEEP_BODY_LIMIT else {}
         if fresh:
@@ -182,7 +230,8 @@ class Fetcher:
                               allow_redirects=True) as raw:
             declared = raw.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                raise SourceError(f"{url}: body of {int(declared):,} bytes is over the {self.max_bytes:,}-byte cap")
+                raise SourceError(f"body of {int(declared):,} bytes is over the {self.max_bytes:,}-byte cap: "
+                                  f"{short_url(url)}")
             body = bytearray()
             if raw.status_code != 304:
                 try:
@@ -190,9 +239,10 @@ class Fetcher:
                     while chunk := raw.raw.read1(CHUNK, decode_content=True):
                         body += chunk
                         if len(body) > self.max_bytes:
-                            raise SourceError(f"{url}: body is over the {self.max_bytes:,}-byte cap; stopped reading")
+                            raise SourceError(f"body is over the {self.max_bytes:,}-byte cap, stopped reading: "
+                                              f"{short_url(url)}")
                         if time.monotonic() > deadline:
-                            raise SourceError(f"{url}: body not received within {self.timeout:g}s")
+                            raise SourceError(f"body not received within {self.timeout:g}s: {short_url(url)}")
                 except urllib3.exceptions.ReadTimeoutError as exc:
                     raise requests.Timeout(str(exc)) from exc
                 except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:

@@ -18,13 +18,15 @@ from urllib.parse import urldefrag, urlsplit
 from lxml import etree
 from lxml import html as lxml_html
 
-from newsletter.briefs import Brief
+from newsletter.briefs import RANK_PAGE, Brief
 from newsletter.collect.extract import (
     authors_from, dateline_authors, html_document, is_brief, parse_time, sort_terms, split_element,
 )
-from newsletter.collect.http import Fetcher, StatusError
-from newsletter.collect.source import Extraction, Harvest
+from newsletter.collect.feed import GONE_STATUSES
+from newsletter.collect.http import Fetcher, StatusError, short_url, status_reason
+from newsletter.collect.source import Extraction, Harvest, Memory, Rejected
 from newsletter.errors import SourceError
+from newsletter.identity import post_id_of
 from newsletter.sanitize import absolute_url, clean_text
 
 _NOT_ARTICLES = re.compile(r"/(?:tag|tags|category|categories|categoria|etiqueta|author|autor|page|feed|"
@@ -47,7 +49,7 @@ def article_links(page: str, listing_url: str, xpath: str = "") -> list[str]:
     try:
         doc = html_document(page)
     except ValueError as exc:
-        raise SourceError(f"{listing_url}: {exc}") from exc
+        raise SourceError(f"{exc}: {short_url(listing_url)}") from exc
     doc.make_links_absolute(listing_url, handle_failures="discard")
     if xpath:
         try:
@@ -162,6 +164,8 @@ def parse_article(page: str, url: str, ext: Extraction) -> Brief | None:
     if not body.lede and not body.analysis:
         return None
     image = next((absolute_url(i, link) for i in _meta(doc, "og:image")), None) or body.image_url
+    # WordPress pages carry <link rel="shortlink" href="https://site/?p=ID">: the post the API calls ID.
+    wordpress = next(filter(None, map(post_id_of, doc.xpath('//link[@rel="shortlink"]/@href'))), None)
     return Brief(
         source=ext.source.name,
         key=link,
@@ -176,6 +180,9 @@ def parse_article(page: str, url: str, ext: Extraction) -> Brief | None:
         lede=body.lede,
         analysis=body.analysis,
         image_url=image,
+        post_id=wordpress[1] if wordpress else None,
+        site=wordpress[0] if wordpress else "",
+        content_rank=RANK_PAGE,
     )
 
 
@@ -183,31 +190,37 @@ class Pages:
     def __init__(self, ext: Extraction) -> None:
         self.ext = ext
 
-    def harvest(self, fetcher: Fetcher, cursor: str | None) -> Harvest:
+    def harvest(self, fetcher: Fetcher, memory: Memory) -> Harvest:
         listing_url = self.ext.source.listing_url
         listing = fetcher.get(listing_url, accept="text/html")
         if listing.not_modified:
             return Harvest()
         links = article_links(listing.text(), listing.url, self.ext.source.article_link_xpath)
         if not links:
-            raise SourceError(f"{listing_url}: no article links found on the listing page "
-                              "(is it rendered by script? set article_link_xpath)")
+            raise SourceError("no article links found on the listing page (is it rendered by script? set "
+                              f"article_link_xpath): {short_url(listing_url)}")
         harvest = Harvest()
         parsed = unreadable = 0
         for url in links[: self.ext.source.max_items]:
             try:
                 response = fetcher.get(url, accept="text/html")
             except StatusError as exc:
-                # A dead link on the listing is the page's problem, not the source's.
-                if exc.status not in (404, 410):
+                # A dead link on the listing is the page's problem, not the source's; a stored
+                # brief whose page is gone was withdrawn by its publisher.
+                if exc.status not in GONE_STATUSES:
                     raise
                 harvest.skipped += 1
+                harvest.withdrawn[url] = f"the article page answers {status_reason(exc.status)}"
                 continue
             if response.not_modified:
                 harvest.not_modified += 1
                 continue
             parsed += 1
-            brief = parse_article(response.text(), response.url, self.ext)
+            try:
+                brief = parse_article(response.text(), response.url, self.ext)
+            except (ValueError, TypeError, etree.LxmlError) as exc:
+                harvest.rejected.append(Rejected(url, f"unreadable page: {' '.join(str(exc).split())[:160]}"))
+                continue
             if brief is None:
                 unreadable += 1
             elif is_brief(brief.url, brief.tags):
@@ -216,6 +229,6 @@ class Pages:
                 harvest.skipped += 1
         harvest.skipped += unreadable
         if parsed and unreadable == parsed:
-            raise SourceError(f"{listing_url}: none of the {parsed} article pages had a title, a date and text "
-                              "(rendered by script?)")
+            raise SourceError(f"none of the {parsed} article pages had a title, a date and text "
+                              f"(rendered by script?): {short_url(listing_url)}")
         return harvest

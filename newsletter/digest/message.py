@@ -12,6 +12,7 @@ from __future__ import annotations
 import binascii
 import hmac
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.header import Header
@@ -33,6 +34,12 @@ DKIM_HEADERS = (
     b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version", b"content-type",
     b"list-id", b"list-unsubscribe", b"list-unsubscribe-post", b"list-archive", b"feedback-id",
 )
+# Listed in the signature once more than they occur (RFC 6376 section 8.15): a copy of one of
+# these added above ours (a second From or Subject) breaks the signature instead of riding on it.
+DKIM_OVERSIGNED = frozenset({
+    b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-id", b"list-unsubscribe",
+    b"list-unsubscribe-post",
+})
 _CRLF = b"\r\n"
 _SOFT_BREAK = b"=\r\n"
 _QP_LITERAL = re.compile(r"(?:[!-<>-~]|[ \t](?=[!-~]))*")
@@ -45,7 +52,7 @@ TEST_RECIPIENT_ID = 0
 class MailingContent:
     """What building messages needs of a mailings row."""
 
-    id: int
+    id: int | None  # None: a draft of the next mailing, which has no id, archive copy or deliveries yet
     edition: str
     language: str
     subject: str
@@ -80,10 +87,16 @@ class MessageTemplate:
 
 
 class MessageFactory:
-    """Builds each recipient's complete message from one rendered mailing."""
+    """Builds each recipient's complete message from one rendered mailing.
 
-    def __init__(self, config: Config, mailing: Any, *, now: datetime | None = None) -> None:
+    A delivery's Message-ID is derived from the mailing and the subscriber, so a retried
+    delivery keeps it. A `test` copy (a test send, a preview) and any copy of a draft get a
+    new random one at every build: no two such copies, and none of them and a delivery, share one.
+    """
+
+    def __init__(self, config: Config, mailing: Any, *, now: datetime | None = None, test: bool = False) -> None:
         self.mailing = mailing if isinstance(mailing, MailingContent) else MailingContent.from_row(mailing)
+        self._test = test or self.mailing.id is None
         pub = config.publication
         self._key = config.secret_key()
         self._public_url = pub.public_url.rstrip("/")
@@ -96,15 +109,19 @@ class MessageFactory:
         title = next((clean_text(e.title) for e in config.editions if e.name == self.mailing.edition), "")
         list_host = urlsplit(self._public_url).hostname or self._domain
         feedback_sender = _FEEDBACK_UNSAFE.sub("-", pub.feedback_id_sender or self._domain)
+        # What names this mailing in headers; a draft has no id and no web copy (no List-Archive).
+        self._label = "draft" if self.mailing.id is None else str(self.mailing.id)
         self._headers: dict[str, str] = {
             "From": formataddr((clean_text(sender_name), sender_address)),
             "Subject": self.subject,
-            "Date": format_datetime((now or datetime.now(timezone.utc)).astimezone(timezone.utc), usegmt=True),
+            # RFC 5322 section 3.3: a numeric zone ("+0000"), not the obsolete "GMT".
+            "Date": format_datetime((now or datetime.now(timezone.utc)).astimezone(timezone.utc)),
             "List-Id": formataddr((title or self.mailing.edition, f"{self.mailing.edition}.{list_host}")),
-            "List-Archive": f"<{self._public_url}/archive/{self.mailing.id}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "Feedback-ID": f"{self.mailing.id}:{_FEEDBACK_UNSAFE.sub('-', self.mailing.edition)}:digest:{feedback_sender}",
+            "Feedback-ID": f"{self._label}:{_FEEDBACK_UNSAFE.sub('-', self.mailing.edition)}:digest:{feedback_sender}",
         }
+        if self.mailing.id is not None:
+            self._headers["List-Archive"] = f"<{self._public_url}/archive/{self.mailing.id}>"
         if pub.reply_to:
             reply_name, reply_address = parseaddr(pub.reply_to)
             self._headers["Reply-To"] = formataddr((clean_text(reply_name), reply_address))
@@ -122,7 +139,9 @@ class MessageFactory:
         self._append_body(self.mailing.html)
         self._append(f"\r\n--{self._boundary}--\r\n".encode())
         self._gaps = {p for p in self._pieces if isinstance(p, str)}
-        self._dkim = _dkim_signer(config)
+        signed = [name.lower().encode() for name in (*self._headers, "To", "Message-ID", "List-Unsubscribe",
+                                                     "MIME-Version", "Content-Type")]
+        self._dkim = _dkim_signer(config, _dkim_header_list(signed))
 
     def build(self, recipient: Recipient) -> bytes:
         """The recipient's complete RFC 5322 message."""
@@ -163,15 +182,19 @@ class MessageFactory:
         address = recipient.email
         if not address or any(c.isspace() or ord(c) < 32 for c in address) or "@" not in address:
             raise RenderError(f"recipient address {address!r} is not a single email address")
-        who = recipient.email if recipient.id is None else str(recipient.id)
-        digest = hmac.digest(self._key, f"message-id\0{self.mailing.id}\0{who}".encode(), "sha256").hex()
+        if self._test:
+            message_id = f"<test.{self._label}.{secrets.token_hex(12)}@{self._domain}>"
+        else:
+            who = recipient.email if recipient.id is None else str(recipient.id)
+            digest = hmac.digest(self._key, f"message-id\0{self.mailing.id}\0{who}".encode(), "sha256").hex()
+            message_id = f"<{self.mailing.id}.{digest[:24]}@{self._domain}>"
         unsubscribe = f"<{values['unsubscribe_url']}>"
         if self._mailto:
             token = values["unsubscribe_url"].rpartition("/")[2]
             unsubscribe += f", <mailto:{self._mailto}?subject=unsubscribe%20{token}>"
         return {
             "To": formataddr((clean_text(recipient.name), address)),
-            "Message-ID": f"<{self.mailing.id}.{digest[:24]}@{self._domain}>",
+            "Message-ID": message_id,
             "List-Unsubscribe": unsubscribe,
         }
 
@@ -224,7 +247,15 @@ def _bare_address(value: str, key: str) -> str:
     return address
 
 
-def _dkim_signer(config: Config):
+def _dkim_header_list(present: list[bytes]) -> list[bytes]:
+    """The signature's h= list: each header signed as often as it occurs, the over-signed ones once more."""
+    names: list[bytes] = []
+    for name in DKIM_HEADERS:
+        names += [name] * (present.count(name) + (name in DKIM_OVERSIGNED))
+    return names
+
+
+def _dkim_signer(config: Config, header_list: list[bytes]):
     settings = config.dkim
     if not (settings.selector or settings.domain or settings.private_key_path):
         return None
@@ -239,7 +270,7 @@ def _dkim_signer(config: Config):
 
     def sign(message: bytes) -> bytes:
         try:
-            return dkim.sign(message, selector, domain, key, include_headers=list(DKIM_HEADERS))
+            return dkim.sign(message, selector, domain, key, include_headers=header_list)
         except dkim.DKIMException as exc:
             raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: cannot sign: {exc}") from exc
 

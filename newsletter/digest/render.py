@@ -41,7 +41,8 @@ TEXT_TEMPLATE = "email/digest.txt.j2"
 # The content column of the MJML layout (600 px less padding): no image is wider.
 CONTENT_WIDTH = 552
 PREHEADER_CHARS = 150
-TEXT_WIDTH = 72
+# RFC 5322 section 2.1.1: lines of at most 78 characters; only a URL longer than that stands alone.
+TEXT_WIDTH = 78
 _PLACEHOLDERS = (*placeholders.NAMES, placeholders.PERSONAL_BEGIN, placeholders.PERSONAL_END)
 
 
@@ -76,16 +77,23 @@ class DigestItem:
     def lede_paragraphs(self) -> list[str]:
         return self.lede_text.split("\n\n") if self.lede_text else []
 
+    @property
+    def references(self) -> list[tuple[int, str]]:
+        """The text part's numbered links: [1] the brief itself, then the links in its lede, each once."""
+        return list(enumerate((self.url, *self.links), start=1))
+
 
 def render_mailing(
     config: Config,
     edition: EditionConfig,
     briefs: list[Brief],
     *,
-    mailing_id: int,
+    mailing_id: int | None,
     created_at: datetime,
 ) -> RenderedMailing:
-    """Subject, preheader, HTML and text of a mailing, with personalisation placeholders."""
+    """Subject, preheader, HTML and text of a mailing, with personalisation placeholders.
+
+    A draft (`mailing_id` None) has no web copy, so it shows no "view in browser" link."""
     language = edition.language
     words = i18n.messages(language)
     pub = config.publication
@@ -105,6 +113,7 @@ def render_mailing(
     )
     preheader = _preheader([item.title for item in items], language)
     public_url = pub.public_url.rstrip("/")
+    licence_url = pub.licence_url_for(language)
     context: dict[str, Any] = {
         "t": dict(words),
         "language": language,
@@ -115,16 +124,17 @@ def render_mailing(
         "subject": subject,
         "preheader": preheader,
         "items": items,
-        "intro": (words["intro_one"] if len(items) == 1 else words["intro_many"]).format(
-            count=len(items), publication=publication_name),
+        "intro": intro(words, len(items), sum(1 for item in items if item.analysis), publication_name),
         "analysis_heading": words["analysis"].format(publication=publication_name),
-        "licence_line": words["licence"].format(publication=publication_name, licence=pub.licence),
+        "licence_html": Markup(words["licence"]).format(
+            publication=publication_name,
+            licence=Markup('<a href="{}">{}</a>').format(licence_url, pub.licence)),
         "licence_text": words["licence_text"].format(
-            publication=publication_name, licence=pub.licence, licence_url=pub.licence_url),
+            publication=publication_name, licence=pub.licence, licence_url=licence_url),
         "donate_url": donate_link(pub.donate_url, pub.donate_params),
         "donate_body": words["donate_body"].format(publication=publication_name),
         "why": words["why"].format(edition=edition_title, publication=publication_name),
-        "archive_url": f"{public_url}/archive/{mailing_id}",
+        "archive_url": f"{public_url}/archive/{mailing_id}" if mailing_id is not None else "",
         "site_url": pub.site_url,
         "postal_address": clean_text(pub.postal_address),
         "ph": {n: placeholders.placeholder(n) for n in _PLACEHOLDERS},
@@ -150,6 +160,19 @@ def render_subject(template: str, **values: Any) -> str:
         raise RenderError(f"editions.subject = {template!r}: cannot render: {exc}") from exc
     # A header never carries a line break, whatever the template or the content produced.
     return clean_text(rendered)
+
+
+def intro(words: dict[str, str], count: int, analysed: int, publication: str) -> str:
+    """The opening line, true to the briefs: analysis is promised for each only when each has one."""
+    if count == 1:
+        key = "intro_one" if analysed else "intro_one_plain"
+    elif analysed == count:
+        key = "intro_many"
+    elif analysed == 0:
+        key = "intro_many_plain"
+    else:
+        key = "intro_some_one" if analysed == 1 else "intro_some"
+    return words[key].format(count=count, analysed=analysed, publication=publication)
 
 
 def donate_link(url: str, params: dict[str, str]) -> str:

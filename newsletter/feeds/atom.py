@@ -2,8 +2,11 @@
 
 Every value is re-sanitised here, whatever the store holds: text loses markup and the
 characters XML forbids, HTML goes through the allow-list again, every URL is absolute.
-A document's `updated` is its newest entry's, never "now", so rebuilding unchanged briefs
-gives identical bytes (and an unchanged ETag).
+A document's `updated` is its newest entry's (or tombstone's), never "now", so rebuilding
+unchanged briefs gives identical bytes (and an unchanged ETag).
+
+A withdrawn brief is an RFC 6721 `at:deleted-entry` tombstone naming the entry id it had,
+so feed readers that understand it remove the entry they hold.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from newsletter import __version__
-from newsletter.briefs import Brief
+from newsletter.briefs import Brief, is_public
 from newsletter.config import Config
 from newsletter.countries import Countries
 from newsletter.excerpt import excerpt
@@ -28,6 +31,7 @@ from newsletter.sanitize import absolute_url, clean_html, clean_text, xml_safe
 
 ATOM_TYPE = "application/atom+xml"
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
+TOMBSTONES_NS = "http://purl.org/atompub/tombstones/1.0"
 # The summary, and the analysis shown in the content: whole sentences up to this length.
 EXCERPT_CHARS = 600
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -64,6 +68,23 @@ class _ArchiveMark(BaseExtension):
 
     def extend_atom(self, feed: etree._Element) -> etree._Element:
         etree.SubElement(feed, f"{{{HISTORY_NS}}}archive")
+        return feed
+
+
+class _Tombstones(BaseExtension):
+    """RFC 6721 `<at:deleted-entry ref when>` for each withdrawn brief of the document."""
+
+    def __init__(self) -> None:
+        self.withdrawn: list[tuple[str, datetime, str]] = []  # (entry id, when, original URL)
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"at": TOMBSTONES_NS}
+
+    def extend_atom(self, feed: etree._Element) -> etree._Element:
+        for ref, when, url in self.withdrawn:
+            tombstone = etree.SubElement(feed, f"{{{TOMBSTONES_NS}}}deleted-entry",
+                                         ref=ref, when=when.isoformat())
+            etree.SubElement(tombstone, "{http://www.w3.org/2005/Atom}link", href=url, rel="alternate")
         return feed
 
 
@@ -106,9 +127,22 @@ def analysis_excerpt(brief: Brief, url: str) -> str:
     return excerpt(clean_html(brief.analysis, url), EXCERPT_CHARS)[0]
 
 
-def summary(brief: Brief, url: str, analysis: str) -> str:
-    """The analysis excerpt, else the lede's: plain text."""
-    return analysis or excerpt(clean_html(brief.lede, url), EXCERPT_CHARS)[0]
+def summary(brief: Brief, site: Site, url: str, analysis: str) -> str:
+    """The analysis excerpt, else the lede's, then the attribution CC BY-NC asks for: plain text.
+
+    Readers that show or mail only the summary (rss2email's text mode) still name the
+    authors, the publisher, the licence and the original, and say this is an excerpt.
+    """
+    pub = site.config.publication
+    w = words(brief.language)
+    publisher = clean_text(pub.name)
+    authors = [a for a in (clean_text(a) for a in brief.authors) if a]
+    byline = (w.byline.format(authors=join_names(authors, brief.language), publisher=publisher) if authors
+              else w.byline_publisher_only.format(publisher=publisher))
+    credit = w.summary_credit.format(byline=byline, url=url, publisher=publisher, licence=clean_text(pub.licence),
+                                     licence_url=pub.licence_url)
+    text = analysis or excerpt(clean_html(brief.lede, url), EXCERPT_CHARS)[0]
+    return f"{text}\n\n{credit}" if text else credit
 
 
 def content(brief: Brief, site: Site, url: str, analysis: str) -> str:
@@ -171,7 +205,7 @@ def entry(brief: Brief, site: Site) -> FeedEntry:
             categories.append({"term": tag})
     if categories:
         item.category(categories)
-    item.summary(xml_safe(summary(brief, url, analysis)) or None)
+    item.summary(xml_safe(summary(brief, site, url, analysis)))
     item.content(content(brief, site, url, analysis), type="html")
     return item
 
@@ -192,6 +226,11 @@ def render(document: Document, entries: dict[str, FeedEntry], site: Site, *, hub
     gen = FeedGenerator()
     if document.archive_page is not None:
         gen.register_extension("fh", _ArchiveMark, atom=True, rss=False)
+    withdrawn = [b for b in document.briefs if not is_public(b)]
+    if withdrawn:
+        gen.register_extension("at", _Tombstones, atom=True, rss=False)
+        gen.at.withdrawn = [(xml_safe(b.guid), b.withdrawn_at.replace(microsecond=0), original_url(b, site))
+                            for b in withdrawn]
         title = w.archive_title.format(title=title, page=document.archive_page)
     # All documents of a feed are one logical feed (RFC 5005), so they share its id.
     gen.id(site.feed_url(feed.path))
@@ -213,8 +252,10 @@ def render(document: Document, entries: dict[str, FeedEntry], site: Site, *, hub
         gen.link(href=site.feed_url(document.prev_archive), rel="prev-archive", type=ATOM_TYPE)
     if document.next_archive:
         gen.link(href=site.feed_url(document.next_archive), rel="next-archive", type=ATOM_TYPE)
-    newest = _EPOCH
+    newest = max([_EPOCH, *(b.withdrawn_at.replace(microsecond=0) for b in withdrawn)])
     for brief in document.briefs:
+        if not is_public(brief):
+            continue
         if brief.guid not in entries:
             entries[brief.guid] = entry(brief, site)
         gen.add_entry(entries[brief.guid], order="append")

@@ -59,9 +59,8 @@ def languages(config: Config) -> list[str]:
 def documents(config: Config, conn: sa.Connection) -> list[Document]:
     """Every document to write, from the briefs in the store."""
     docs: list[Document] = []
-    total = briefs.count(conn)
     for language in languages(config):
-        in_language = briefs.recent(conn, language=language, limit=max(total, 1))
+        in_language = briefs.in_language(conn, language)
         if not in_language:
             continue
         feeds: dict[Feed, list[briefs.Brief]] = {Feed(language): in_language}
@@ -93,7 +92,7 @@ def fingerprint(doc: Document, key: str) -> str:
     digest.update(repr((doc.path, doc.archive_page, doc.prev_archive, doc.next_archive)).encode())
     for b in doc.briefs:
         digest.update(repr((b.guid, b.content_hash, b.published_at, b.modified_at, b.first_seen_at,
-                            b.updated_at)).encode())
+                            b.updated_at, b.withdrawn_at)).encode())
     return digest.hexdigest()
 
 

@@ -1,13 +1,18 @@
 """Which documents a feed is made of: the subscription document and its RFC 5005 archive.
 
-A feed (one language, or one language and one country) lists its briefs in the order they
-were stored (brief id) and cuts that list into pages of `[feed].archive_size`. Only a full
-page becomes an archive document, so the set of entries at an archive URL never changes
-(RFC 5005 section 4): a reader that follows `prev-archive` until it meets a page it has
-already read misses nothing. The subscription document carries the newest
+A feed (one language, or one language and one country) lists its briefs in archive order
+(`briefs.in_language`: the collect that first stored them, then publication time, so the
+briefs of a first collect are paged oldest published first and later ones follow) and cuts
+that list into pages of `[feed].archive_size`. Only a full page becomes an archive document,
+and briefs stored later always come after it, so the set of entries at an archive URL never
+changes (RFC 5005 section 4): a reader that follows `prev-archive` until it meets a page it
+has already read misses nothing. The subscription document carries the newest
 `[feed].entries` briefs plus every brief not yet in a full page, so nothing falls between
 it and the newest archive page. A feed with no more briefs than `[feed].entries` has no
 archive at all.
+
+A withdrawn brief keeps its place in this order; the documents show it as an RFC 6721
+tombstone instead of an entry (see `atom.render`), so readers remove it.
 """
 
 from __future__ import annotations
@@ -61,8 +66,8 @@ def newest_first(items: Sequence[Brief]) -> tuple[Brief, ...]:
 
 
 def plan(feed: Feed, items: Sequence[Brief], *, entries: int, archive_size: int) -> list[Document]:
-    """The subscription document first, then the archive pages from the oldest."""
-    stored_order = sorted(items, key=lambda b: b.id or 0)
+    """The subscription document first, then the archive pages from the oldest; `items` in archive order."""
+    stored_order = list(items)
     full_pages = len(stored_order) // archive_size if len(stored_order) > entries else 0
     archived = full_pages * archive_size
     newest = newest_first(stored_order)[:entries]

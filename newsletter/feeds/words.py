@@ -26,6 +26,8 @@ class Words:
     analysis_heading: str  # {publisher}
     read_original: str  # {url} {publisher}
     licence_notice: str  # {authors} {publisher} {licence_url} {licence}
+    # The plain-text summary's attribution.
+    summary_credit: str  # {byline} {url} {publisher} {licence} {licence_url}
     conjunction: str  # joins the last two authors
 
 
@@ -45,6 +47,10 @@ ENGLISH = Words(
         'Excerpt of the original by {authors}, © {publisher}, used under the '
         '<a href="{licence_url}">{licence}</a> licence.'
     ),
+    summary_credit=(
+        "{byline}. This is an excerpt; read the original at {url}. © {publisher}, "
+        "licensed under {licence}: {licence_url}"
+    ),
     conjunction="and",
 )
 
@@ -63,6 +69,10 @@ SPANISH = Words(
     licence_notice=(
         'Extracto del original de {authors}, © {publisher}, usado bajo la licencia '
         '<a href="{licence_url}">{licence}</a>.'
+    ),
+    summary_credit=(
+        "{byline}. Esto es un extracto; lea el original en {url}. © {publisher}, "
+        "bajo la licencia {licence}: {licence_url}"
     ),
     conjunction="y",
 )

@@ -5,8 +5,13 @@ The work itself is elsewhere: `send.worker` (the claim, hand over, record loop),
 
 What a crash can duplicate: a worker that dies after the transport accepted a batch and before
 the ledger recorded it leaves that batch `sending`; a resume sends it again. That window is one
-batch per worker: `Transport.batch_limit` messages (20 for SMTP, one API call for providers,
-capped by `[transport].batch_size`).
+batch per connection: `Transport.batch_limit` messages (20 for SMTP, one API call for providers,
+capped by `[transport].batch_size`). Its claims expire `[transport].claim_lease_seconds` after
+the last heartbeat of its process, and any sender takes them back then.
+
+A `Stop` (SIGTERM, Ctrl-C) winds the workers down: what they handed over is recorded, what they
+claimed and did not hand over is given back, and the summary says the send was stopped. A
+second request kills them where they stand, leaving their batches to the claim lease.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import math
 import multiprocessing
 import os
 import queue
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -26,8 +33,10 @@ from newsletter.errors import NewsletterError
 from newsletter.send import ledger
 from newsletter.send.dryrun import render_remaining
 from newsletter.send.ratelimit import TokenBucket
+from newsletter.send.stop import Stop
 from newsletter.send.transports import batch_limit
 from newsletter.send.worker import WorkerSpec, worker_main
+from newsletter.states import UNFINISHED, DeliveryState, MailingStatus
 from newsletter.store import utcnow
 
 
@@ -44,6 +53,20 @@ class SendSummary:
     dry_run: bool = False
     would_send: int = 0  # dry run: copies rendered and counted
     totals: dict[str, int] = field(default_factory=dict)  # the ledger's counts afterwards
+    stopped: str | None = None  # why this run stopped before the mailing was done (a signal)
+
+    @property
+    def left(self) -> int:
+        """Deliveries still to send (retries and claims in doubt included)."""
+        return sum(self.totals.get(state, 0) for state in UNFINISHED)
+
+    def where(self) -> str:
+        """Where the mailing stands, for an operator told that a send stopped early."""
+        doubt = self.totals.get(DeliveryState.SENDING, 0)
+        held = (f", {doubt} of them claimed by workers stopped mid-batch, free again once their "
+                f"claim lease runs out") if doubt else ""
+        return (f"mailing {self.mailing_id} has {self.left} deliveries left of {sum(self.totals.values())} "
+                f"({self.totals.get(DeliveryState.SENT, 0)} sent){held}")
 
     @property
     def per_second(self) -> float:
@@ -52,16 +75,6 @@ class SendSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "per_second": round(self.per_second, 1)}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _summary(engine: sa.Engine, mailing_id: int, **kw: Any) -> SendSummary:
@@ -74,15 +87,33 @@ def _summary(engine: sa.Engine, mailing_id: int, **kw: Any) -> SendSummary:
 Progress = Callable[[int, int], None]
 
 
+def _spawn_ignoring_ctrl_c(processes: list[multiprocessing.process.BaseProcess]) -> None:
+    """Start the workers with SIGINT ignored from their first instruction (a disposition that
+    survives exec), so a Ctrl-C in the terminal, which reaches the whole process group, is the
+    dispatcher's to decide on. Only the main thread may touch signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        for p in processes:
+            p.start()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for p in processes:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def send_mailing(config: Config, engine: sa.Engine, mailing_id: int, *, worker: str, dry_run: bool = False,
-                 progress: Progress | None = None) -> SendSummary:
+                 progress: Progress | None = None, stop: Stop | None = None) -> SendSummary:
     """Send a mailing's remaining deliveries and say what happened.
 
     `worker` names this sender in the ledger's claims. `progress(done, total)` is called as
-    deliveries finish.
+    deliveries finish. `stop`, once requested, winds the send down (see the module's doc);
+    the summary's `stopped` then says why it ended early.
     A paused, done or cancelled mailing is left as it is.
     """
     started = time.monotonic()
+    stop = stop if stop is not None else Stop()
     if dry_run:
         count = render_remaining(config, engine, mailing_id)
         summary = _summary(engine, mailing_id, dry_run=True, would_send=count.would_send,
@@ -91,67 +122,80 @@ def send_mailing(config: Config, engine: sa.Engine, mailing_id: int, *, worker: 
         return summary
     with engine.begin() as conn:
         row = ledger.mailing(conn, mailing_id)
-        if row.status == "sending":
-            ledger.release_dead_claims(conn, mailing_id, _pid_alive)
+        if row.status == MailingStatus.SENDING:
             ledger.start(conn, mailing_id, utcnow())
         counts = ledger.count(conn, mailing_id)
-    if row.status != "sending":
+    if row.status != MailingStatus.SENDING:
         return _summary(engine, mailing_id, duration_seconds=time.monotonic() - started)
+    if stop.requested:
+        return _summary(engine, mailing_id, duration_seconds=time.monotonic() - started, stopped=stop.reason)
     total = sum(counts.values())
-    done = total - counts["pending"] - counts["sending"]
+    done = total - sum(counts[state] for state in UNFINISHED)
     if progress:
         progress(done, total)
 
-    ctx = multiprocessing.get_context("spawn")
-    t = config.transport
-    bucket = TokenBucket(t.rate_per_second, t.burst, ctx) if t.rate_per_second > 0 else None
-    events = ctx.Queue()
-    per_connection = min(t.batch_size, batch_limit(t.kind))
-    connections = max(1, min(t.connections, math.ceil(counts["pending"] / per_connection)))
-    # One process per core at most (more only adds memory); the connections are spread over them.
-    n_processes = min(os.cpu_count() or 1, connections)
-    spec = WorkerSpec(config, mailing_id, worker, os.getpid())
-    processes = [
-        ctx.Process(target=worker_main, name=f"send-{i}", daemon=True,
-                    args=(spec, connections // n_processes + (i < connections % n_processes), bucket, events))
-        for i in range(n_processes)
-    ]
-    for p in processes:
-        p.start()
-    tally = {"sent": 0, "failed": 0, "retried": 0}
-    errors: list[str] = []
+    with stop.sending():
+        ctx = multiprocessing.get_context("spawn")
+        t = config.transport
+        bucket = TokenBucket(t.rate_per_second, t.burst, ctx) if t.rate_per_second > 0 else None
+        events = ctx.Queue()
+        stopping = ctx.Event()
+        per_connection = min(t.batch_size, batch_limit(t.kind))
+        connections = max(1, min(t.connections, math.ceil(counts[DeliveryState.PENDING] / per_connection)))
+        # One process per core at most (more only adds memory); the connections are spread over them.
+        n_processes = min(os.cpu_count() or 1, connections)
+        spec = WorkerSpec(config, mailing_id, worker, os.getpid())
+        processes = [
+            ctx.Process(target=worker_main, name=f"send-{i}", daemon=True,
+                        args=(spec, connections // n_processes + (i < connections % n_processes), bucket, events,
+                              stopping))
+            for i in range(n_processes)
+        ]
+        _spawn_ignoring_ctrl_c(processes)
+        tally = {"sent": 0, "failed": 0, "retried": 0}
+        errors: list[str] = []
 
-    def drain(timeout: float) -> None:
-        nonlocal done
-        try:
-            event = events.get(timeout=timeout)
-        except queue.Empty:
-            return
-        if event[0] == "progress":
-            _, sent, failed, _suppressed, retried = event
-            tally["sent"] += sent
-            tally["failed"] += failed
-            tally["retried"] += retried
-            done += sent + failed
-            if progress:
-                progress(done, total)
-        elif event[0] == "error":
-            errors.append(event[1])
+        def drain(timeout: float) -> None:
+            nonlocal done
+            try:
+                event = events.get(timeout=timeout)
+            except queue.Empty:
+                return
+            if event[0] == "progress":
+                _, sent, failed, _suppressed, retried = event
+                tally["sent"] += sent
+                tally["failed"] += failed
+                tally["retried"] += retried
+                done += sent + failed
+                if progress:
+                    progress(done, total)
+            elif event[0] == "error":
+                errors.append(event[1])
 
-    while any(p.is_alive() for p in processes):
-        drain(0.2)
-    while not events.empty():
-        drain(0.05)
-    for p in processes:
-        p.join()
-    crashed = [p for p in processes if p.exitcode not in (0, None)]
+        killed = False
+        while any(p.is_alive() for p in processes):
+            drain(0.2)
+            if not stop.requested:
+                continue
+            stopping.set()
+            if stop.at_once.is_set():
+                for p in processes:
+                    p.kill()
+                killed = True
+        while not events.empty():
+            drain(0.05)
+        for p in processes:
+            p.join()
+        crashed = [] if killed else [p for p in processes if p.exitcode not in (0, None)]
     with engine.begin() as conn:
         ledger.finish_if_done(conn, mailing_id, utcnow())
     summary = _summary(engine, mailing_id, sent=tally["sent"], failed=tally["failed"], retried=tally["retried"],
                        duration_seconds=time.monotonic() - started)
-    summary.suppressed = summary.totals["suppressed"]
+    if stop.requested and summary.status == MailingStatus.SENDING and summary.left:
+        summary.stopped = f"{stop.reason}, at once" if killed else stop.reason
+    summary.suppressed = summary.totals[DeliveryState.SUPPRESSED]
     if progress:
-        progress(total - summary.totals["pending"] - summary.totals["sending"], total)
+        progress(total - summary.left, total)
     if errors:
         raise NewsletterError(f"mailing {mailing_id}: {errors[0]}")
     if crashed:

@@ -2,15 +2,28 @@
 
 A delivery moves pending -> sending (claimed by one worker) -> sent | failed, or back to pending
 with a later `next_attempt_at` when a retry may help; `suppressed` when the address must not be
-mailed. A claim is atomic (PostgreSQL: FOR UPDATE SKIP LOCKED, so workers on several machines
-share a mailing; SQLite: every transaction already holds the write lock), and results are
-written right after the transport answered, so a crash leaves at most the claimed batch in doubt.
+mailed (states: `newsletter.states`). A claim is atomic (PostgreSQL: FOR UPDATE SKIP LOCKED, so
+workers on several machines share a mailing; SQLite: every transaction already holds the write
+lock), and results are written right after the transport answered, so a crash leaves at most the
+claimed batch in doubt.
+
+A claim lives on a heartbeat: while its worker runs, `renew` moves `claimed_at` forward every
+quarter of the lease, so a claim is only ever older than the lease when its worker stopped
+beating, however long a batch takes to hand over. Whether a worker is alive is read from the
+store alone, never from process ids or host names, which containers reuse: a dead worker's
+claims are taken back by any sender, on any host, within one lease. `record` and `release`
+touch only claims the worker still holds, so a worker that lost its claim cannot overwrite
+what the sender that took it over recorded.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -21,13 +34,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.errors import StoreError
 from newsletter.recipients import Recipient
-from newsletter.store import schema
+from newsletter.states import UNFINISHED, DeliveryState, MailingStatus
+from newsletter.store import schema, utcnow
 from newsletter.subscribers.suppression import suppressed_among
 
 d = schema.deliveries
 m = schema.mailings
-STATES = ("pending", "sending", "sent", "failed", "suppressed")
 INSERT_CHUNK = 1000
+# Beats per lease: a few missed beats (a busy store) never let a live worker's claim expire.
+BEATS_PER_LEASE = 4
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,15 +59,15 @@ class Claimed:
 @dataclass(frozen=True)
 class Outcome:
     delivery_id: int
-    state: str  # sent | failed | pending (retry later) | suppressed
+    state: DeliveryState  # SENT | FAILED | PENDING (retry later) | SUPPRESSED
     error: str | None = None
     next_attempt_at: datetime | None = None
     provider_message_id: str | None = None
 
 
 def worker_name(label: str) -> str:
-    """`host:pid:label`: lets a resume on the same host see that a claimer is dead."""
-    return f"{socket.gethostname()}:{os.getpid()}:{label}"[:128]
+    """A claimer's name, unique by its nonce; the host and pid in it are for operators to read only."""
+    return f"{label}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"[:128]
 
 
 def _chunks(items: Iterable[Recipient], size: int) -> Iterator[list[Recipient]]:
@@ -68,7 +85,7 @@ def count(conn: sa.Connection, mailing_id: int) -> dict[str, int]:
     rows = conn.execute(
         sa.select(d.c.state, sa.func.count()).where(d.c.mailing_id == mailing_id).group_by(d.c.state)
     )
-    counts = dict.fromkeys(STATES, 0)
+    counts = dict.fromkeys(DeliveryState, 0)
     counts.update({state: n for state, n in rows})
     return counts
 
@@ -86,7 +103,7 @@ def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable
         blocked = suppressed_among(conn, [r.email for r in chunk])
         rows = [
             {"mailing_id": mailing_id, "subscriber_id": r.id, "email": r.email, "attempts": 0,
-             "state": "suppressed" if r.email in blocked else "pending"}
+             "state": DeliveryState.SUPPRESSED if r.email in blocked else DeliveryState.PENDING}
             for r in chunk
         ]
         conn.execute(insert(), rows)
@@ -102,14 +119,14 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
     out (it crashed or lost the store). Deliveries whose address was suppressed since the
     mailing was created are marked suppressed here rather than sent.
     """
-    if status(conn, mailing_id) != "sending":
+    if status(conn, mailing_id) != MailingStatus.SENDING:
         return []
     # Two narrow picks rather than one OR, so each walks the (mailing_id, state) index and
     # stops after `limit` rows instead of scanning the mailing's deliveries on every claim;
     # the stale one only runs when the due ones do not fill the batch.
-    stale = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == "sending",
+    stale = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.SENDING,
                                     d.c.claimed_at < now - lease)
-    due = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == "pending",
+    due = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.PENDING,
                                   sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now))
     ids: list[int] = []
     for pick in (due, stale):
@@ -118,7 +135,7 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
             pick = pick.with_for_update(skip_locked=True)
         ids += conn.scalars(
             sa.update(d).where(d.c.id.in_(pick.scalar_subquery()))
-            .values(state="sending", claimed_by=worker, claimed_at=now)
+            .values(state=DeliveryState.SENDING, claimed_by=worker, claimed_at=now)
             .returning(d.c.id)
         ).all()
         if len(ids) >= limit:
@@ -128,7 +145,7 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
     claimed, blocked, _ = _with_recipients(conn, d.c.id.in_(ids))
     if blocked:
         conn.execute(sa.update(d).where(d.c.id.in_(ids), d.c.email.in_(blocked))
-                     .values(state="suppressed", claimed_by=None, claimed_at=None))
+                     .values(state=DeliveryState.SUPPRESSED, claimed_by=None, claimed_at=None))
     return claimed
 
 
@@ -162,13 +179,17 @@ class Page:
 
 def unfinished_page(conn: sa.Connection, mailing_id: int, after_id: int, limit: int) -> Page:
     """The next `limit` unfinished deliveries after `after_id`, as `claim` would see them; changes nothing."""
-    where = sa.and_(d.c.mailing_id == mailing_id, d.c.state.in_(("pending", "sending")), d.c.id > after_id)
+    where = sa.and_(d.c.mailing_id == mailing_id, d.c.state.in_(UNFINISHED), d.c.id > after_id)
     claimed, blocked, last_id = _with_recipients(conn, where, limit)
     return Page(claimed, len(blocked), last_id)
 
 
-def record(conn: sa.Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
-    """Write what the transport said, one statement per kind of outcome."""
+def record(conn: sa.Connection, worker: str, outcomes: Sequence[Outcome], now: datetime) -> int:
+    """Write what the transport said, one statement per kind of outcome; returns how many rows it wrote.
+
+    Only the deliveries `worker` still holds are written: one whose claim expired and was taken
+    over belongs to its new claimer, and was in doubt from the moment the claim was lost.
+    """
     by_state: dict[str, list[dict[str, object]]] = {}
     for o in outcomes:
         by_state.setdefault(o.state, []).append({
@@ -177,54 +198,74 @@ def record(conn: sa.Connection, outcomes: Sequence[Outcome], now: datetime) -> N
         })
     common = {"claimed_by": None, "claimed_at": None, "attempts": d.c.attempts + 1}
     values = {
-        "sent": {**common, "state": "sent", "sent_at": now, "last_error": None,
-                 "provider_message_id": sa.bindparam("b_pmid")},
-        "failed": {**common, "state": "failed", "last_error": sa.bindparam("b_error")},
-        "pending": {**common, "state": "pending", "last_error": sa.bindparam("b_error"),
-                    "next_attempt_at": sa.bindparam("b_next")},
-        "suppressed": {"claimed_by": None, "claimed_at": None, "state": "suppressed"},
+        DeliveryState.SENT: {**common, "state": DeliveryState.SENT, "sent_at": now, "last_error": None,
+                             "provider_message_id": sa.bindparam("b_pmid")},
+        DeliveryState.FAILED: {**common, "state": DeliveryState.FAILED, "last_error": sa.bindparam("b_error")},
+        DeliveryState.PENDING: {**common, "state": DeliveryState.PENDING, "last_error": sa.bindparam("b_error"),
+                                "next_attempt_at": sa.bindparam("b_next")},
+        DeliveryState.SUPPRESSED: {"claimed_by": None, "claimed_at": None, "state": DeliveryState.SUPPRESSED},
     }
+    written = 0
     for state, params in by_state.items():
-        stmt = sa.update(d).where(d.c.id == sa.bindparam("b_id")).values(**values[state])
-        conn.execute(stmt, params)
+        stmt = (sa.update(d).where(d.c.id == sa.bindparam("b_id"), d.c.state == DeliveryState.SENDING,
+                                   d.c.claimed_by == worker).values(**values[state]))
+        written += conn.execute(stmt, params).rowcount
+    if written < len(outcomes):
+        log.warning("claims lost before their outcome was recorded",
+                    extra={"worker": worker, "outcomes": len(outcomes), "recorded": written})
+    return written
 
 
-def release_dead_claims(conn: sa.Connection, mailing_id: int, is_alive: Callable[[int], bool]) -> int:
-    """Put back deliveries claimed by workers of this host that no longer run (a crash, kill -9).
+def renew(conn: sa.Connection, mailing_id: int, workers: Sequence[str], now: datetime) -> int:
+    """The heartbeat: the claims `workers` hold on the mailing are fresh as of `now`. Returns how many."""
+    return conn.execute(
+        sa.update(d).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.SENDING,
+                           d.c.claimed_by.in_(list(workers))).values(claimed_at=now)
+    ).rowcount
 
-    Their claims would otherwise wait for the lease to run out. Workers of other hosts are
-    left to the lease. Returns how many deliveries were put back.
-    """
-    host = socket.gethostname()
-    claimers = conn.scalars(
-        sa.select(d.c.claimed_by).distinct().where(d.c.mailing_id == mailing_id, d.c.state == "sending")
-    ).all()
-    dead = []
-    for claimer in claimers:
-        parts = (claimer or "").split(":", 2)
-        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not is_alive(int(parts[1])):
-            dead.append(claimer)
-    if not dead:
-        return 0
-    result = conn.execute(
-        sa.update(d).where(d.c.mailing_id == mailing_id, d.c.state == "sending", d.c.claimed_by.in_(dead))
-        .values(state="pending", claimed_by=None, claimed_at=None)
-    )
-    return result.rowcount
+
+def _beat(engine: sa.Engine, mailing_id: int, workers: Sequence[str], lease: timedelta,
+          stop: threading.Event) -> None:
+    while not stop.wait(lease.total_seconds() / BEATS_PER_LEASE):
+        try:
+            with engine.begin() as conn:
+                renew(conn, mailing_id, workers, utcnow())
+        except sa.exc.DBAPIError as exc:
+            # A busy or unreachable store: the next beat tries again, well before the lease runs out.
+            log.warning("claim heartbeat failed", extra={"mailing_id": mailing_id, "detail": str(exc.orig)})
+
+
+@contextmanager
+def heartbeat(engine: sa.Engine, mailing_id: int, workers: Sequence[str], lease: timedelta) -> Iterator[None]:
+    """Keep the claims of `workers` alive while the block runs (a thread beating `BEATS_PER_LEASE`
+    times a lease); when the process dies, the beat stops with it and the claims expire."""
+    stop = threading.Event()
+    beat = threading.Thread(target=_beat, args=(engine, mailing_id, workers, lease, stop),
+                            name=f"claims of mailing {mailing_id}", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()
+
+
 
 
 def next_retry(conn: sa.Connection, mailing_id: int) -> datetime | None:
     """When the earliest delivery waiting for a retry is due."""
     return conn.scalar(
         sa.select(sa.func.min(d.c.next_attempt_at, type_=schema.UTCDateTime()))
-        .where(d.c.mailing_id == mailing_id, d.c.state == "pending")
+        .where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.PENDING)
     )
 
 
-def release(conn: sa.Connection, delivery_ids: Sequence[int]) -> None:
-    """Give claimed deliveries back untouched (the batch was never tried: the transport is unusable)."""
-    conn.execute(sa.update(d).where(d.c.id.in_(list(delivery_ids)), d.c.state == "sending")
-                 .values(state="pending", claimed_by=None, claimed_at=None))
+def release(conn: sa.Connection, worker: str, delivery_ids: Sequence[int]) -> None:
+    """Give claimed deliveries back untouched: never handed over (the transport is unusable, or
+    the sender is stopping), so the next claim sends them as if they had never been claimed."""
+    conn.execute(sa.update(d).where(d.c.id.in_(list(delivery_ids)), d.c.state == DeliveryState.SENDING,
+                                    d.c.claimed_by == worker)
+                 .values(state=DeliveryState.PENDING, claimed_by=None, claimed_at=None))
 
 
 def mailing(conn: sa.Connection, mailing_id: int) -> sa.Row:
@@ -247,13 +288,14 @@ def start(conn: sa.Connection, mailing_id: int, now: datetime) -> None:
 def unfinished(conn: sa.Connection, mailing_id: int) -> int:
     return conn.scalar(
         sa.select(sa.func.count()).select_from(d)
-        .where(d.c.mailing_id == mailing_id, d.c.state.in_(("pending", "sending")))
+        .where(d.c.mailing_id == mailing_id, d.c.state.in_(UNFINISHED))
     ) or 0
 
 
 def pause(conn: sa.Connection, mailing_id: int, reason: str) -> bool:
     result = conn.execute(
-        sa.update(m).where(m.c.id == mailing_id, m.c.status == "sending").values(status="paused", paused_reason=reason)
+        sa.update(m).where(m.c.id == mailing_id, m.c.status == MailingStatus.SENDING)
+        .values(status=MailingStatus.PAUSED, paused_reason=reason)
     )
     return result.rowcount == 1
 
@@ -261,7 +303,8 @@ def pause(conn: sa.Connection, mailing_id: int, reason: str) -> bool:
 def resume(conn: sa.Connection, mailing_id: int) -> bool:
     """Let a paused mailing send again (the operator fixed what paused it)."""
     result = conn.execute(
-        sa.update(m).where(m.c.id == mailing_id, m.c.status == "paused").values(status="sending", paused_reason=None)
+        sa.update(m).where(m.c.id == mailing_id, m.c.status == MailingStatus.PAUSED)
+        .values(status=MailingStatus.SENDING, paused_reason=None)
     )
     return result.rowcount == 1
 
@@ -270,6 +313,7 @@ def finish_if_done(conn: sa.Connection, mailing_id: int, now: datetime) -> bool:
     if unfinished(conn, mailing_id):
         return False
     result = conn.execute(
-        sa.update(m).where(m.c.id == mailing_id, m.c.status == "sending").values(status="done", finished_at=now)
+        sa.update(m).where(m.c.id == mailing_id, m.c.status == MailingStatus.SENDING)
+        .values(status=MailingStatus.DONE, finished_at=now)
     )
     return result.rowcount == 1

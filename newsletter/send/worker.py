@@ -5,6 +5,11 @@ Workers are processes, not threads: building and writing 40 KB messages is CPU w
 GIL would serialise. Each process has its own store connections and each thread its own
 transport (for SMTP, its own connection). Because the ledger is the only coordination, workers
 of other `newsletter send` processes, on this or other machines (PostgreSQL), share the mailing.
+
+A heartbeat thread per process keeps its workers' claims fresh (`ledger.heartbeat`), so the
+claim lease is short whatever a batch takes. When the dispatcher sets `stopping`, each worker
+hands over nothing more: message transports get one envelope per call, so a stop waits for at
+most the message in flight (one transport timeout); the rest of the batch is given back.
 """
 
 from __future__ import annotations
@@ -14,10 +19,9 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 
@@ -31,6 +35,7 @@ from newsletter.send.ratelimit import TokenBucket
 from newsletter.send.retry import MAX_RETRY_AFTER, bounce_kind, failure_reason, judge
 from newsletter.send.transport import Envelope, Result, Transport
 from newsletter.send.transports import open_transport
+from newsletter.states import DeliveryState, MailingStatus
 from newsletter.store import utcnow
 from newsletter.store.db import create_engine
 from newsletter.subscribers import record_bounce
@@ -65,42 +70,54 @@ class Worker:
     """
 
     def __init__(self, spec: WorkerSpec, index: int, engine: sa.Engine, factory: MessageFactory,
-                 bucket: TokenBucket | None, events: Any) -> None:
+                 bucket: TokenBucket | None, events: Any, stopping: Any) -> None:
         self.spec = spec
         self.config = spec.config
         self.bucket = bucket
         self.events = events
+        self.stopping = stopping
         self.name = ledger.worker_name(f"{spec.label}-{index}")
         self.engine = engine
         self.factory = factory
         self.transport: Transport = open_transport(self.config)
         self.template = provider_template(self.factory) if self.transport.personalises else None
         self.limit = min(self.config.transport.batch_size, self.transport.batch_limit)
-        # The claim lease: longer than a live worker can hold a batch: every call of it may wait a
-        # full timeout (SMTP: one per message; providers: one call), plus the rate limit's wait.
-        t = self.config.transport
-        calls = 1 if self.transport.personalises else self.limit
-        rate_wait = self.limit / t.rate_per_second if t.rate_per_second else 0.0
-        self.lease = timedelta(seconds=t.timeout_seconds * (calls + 2) + rate_wait)
+        self.lease = timedelta(seconds=self.config.transport.claim_lease_seconds)
+        # Providers take a batch in one call; message transports one envelope at a time, so a
+        # stop is heard between any two messages.
+        self.step = self.limit if self.transport.personalises else 1
 
     def envelope(self, c: Claimed) -> Envelope:
         return envelope(self.factory, self.template, c.recipient, str(c.id))
 
-    def hand_over(self, envelopes: list[Envelope]) -> list[Result]:
-        if self.bucket is None:
-            return self.transport.send(envelopes)
-        # Pieces no bigger than the burst, so a batch never leaves faster than the limit allows.
+    def hand_over(self, envelopes: Sequence[Envelope]) -> list[Result]:
+        """Results for the envelopes handed over, in order: all of them unless a stop came first.
+
+        Raises TransportError only when the first call failed as a whole (nothing was judged).
+        """
+        # Pieces no bigger than the burst either, so a batch never leaves faster than the limit allows.
+        step = max(1, min(self.step, self.bucket.burst if self.bucket else self.step))
         results: list[Result] = []
-        step = max(1, min(self.bucket.burst, len(envelopes)))
         for i in range(0, len(envelopes), step):
+            if self.stopping.is_set():
+                break
             piece = envelopes[i:i + step]
-            self.bucket.take(len(piece))
-            results += self.transport.send(piece)
+            if self.bucket is not None:
+                self.bucket.take(len(piece))
+            try:
+                results += self.transport.send(piece)
+            except TransportError as exc:
+                if not results:
+                    raise
+                # The server went away mid-batch: the rest are not judged, so they wait for a retry.
+                retry = TransportError(str(exc), retry_after=exc.retry_after)
+                results += [Result(e.key, e.recipient, retry) for e in envelopes[i:]]
+                break
         return results
 
     def run(self) -> None:
         mailing_id = self.spec.mailing_id
-        while True:
+        while not self.stopping.is_set():
             now = utcnow()
             with self.engine.begin() as conn:
                 claimed = ledger.claim(conn, mailing_id, self.name, self.limit, now, self.lease)
@@ -112,7 +129,7 @@ class Worker:
                 envelopes = [self.envelope(c) for c in claimed]
             except NewsletterError as exc:
                 with self.engine.begin() as conn:
-                    ledger.release(conn, [c.id for c in claimed])
+                    ledger.release(conn, self.name, [c.id for c in claimed])
                     ledger.pause(conn, mailing_id, f"cannot build the message: {exc}")
                 raise
             wait_after: float | None = None
@@ -123,23 +140,26 @@ class Worker:
                     # The transport itself is unusable (login refused, bad token): no delivery is to
                     # blame, so none is failed; the mailing waits for the operator.
                     with self.engine.begin() as conn:
-                        ledger.release(conn, [c.id for c in claimed])
+                        ledger.release(conn, self.name, [c.id for c in claimed])
                         ledger.pause(conn, mailing_id, str(exc))
                     self.events.put(("paused", str(exc)))
                     return
                 results = [Result(e.key, e.recipient, exc) for e in envelopes]
                 # The server asked everyone to slow down: this worker waits too, not just the batch.
                 wait_after = exc.retry_after
-            self.record(claimed, results)
+            if len(results) < len(claimed):
+                with self.engine.begin() as conn:
+                    ledger.release(conn, self.name, [c.id for c in claimed[len(results):]])
+            self.record(claimed[:len(results)], results)
             if wait_after:
-                time.sleep(min(wait_after, MAX_RETRY_AFTER))
+                self.stopping.wait(min(wait_after, MAX_RETRY_AFTER))
 
     def record(self, claimed: list[Claimed], results: list[Result]) -> None:
         now = utcnow()
         outcomes = judge(self.config, claimed, results, now)
-        failed = [(c, r) for c, r, o in zip(claimed, results, outcomes) if o.state == "failed"]
+        failed = [(c, r) for c, r, o in zip(claimed, results, outcomes) if o.state == DeliveryState.FAILED]
         with self.engine.begin() as conn:
-            ledger.record(conn, outcomes, now)
+            ledger.record(conn, self.name, outcomes, now)
             for c, r in failed:
                 kind = bounce_kind(r)
                 if kind:
@@ -150,7 +170,8 @@ class Worker:
                 if reason and ledger.pause(conn, self.spec.mailing_id, reason):
                     self.events.put(("paused", reason))
         states = [o.state for o in outcomes]
-        self.events.put(("progress", states.count("sent"), states.count("failed"), 0, states.count("pending")))
+        self.events.put(("progress", states.count(DeliveryState.SENT), states.count(DeliveryState.FAILED), 0,
+                         states.count(DeliveryState.PENDING)))
 
     def wait_for_more(self) -> bool:
         """Nothing to claim now: wait for retries or other workers, or say the work is over."""
@@ -158,10 +179,10 @@ class Worker:
             status = ledger.status(conn, self.spec.mailing_id)
             left = ledger.unfinished(conn, self.spec.mailing_id)
             due = ledger.next_retry(conn, self.spec.mailing_id)
-        if status != "sending" or left == 0:
+        if status != MailingStatus.SENDING or left == 0:
             return False
         wait = POLL_SECONDS if due is None else (due - utcnow()).total_seconds()
-        time.sleep(min(max(wait, 0.05), POLL_SECONDS))
+        self.stopping.wait(min(max(wait, 0.05), POLL_SECONDS))
         return True
 
     def run_reporting(self) -> None:
@@ -176,26 +197,32 @@ class Worker:
             self.transport.close()
 
 
-def worker_main(spec: WorkerSpec, threads: int, bucket: TokenBucket | None, events: Any) -> None:
+def worker_main(spec: WorkerSpec, threads: int, bucket: TokenBucket | None, events: Any, stopping: Any) -> None:
     """A worker process: its own store connections and `threads` transports (SMTP connections).
 
     Threads share the process's message factory; while one waits on the network another builds
     and writes, which is where threads help. Processes are what spread the CPU work over cores.
+    Ctrl-C reaches the whole foreground process group: the worker leaves it to the dispatcher,
+    which decides between winding down and stopping at once; a SIGTERM to the group winds down.
     """
     _die_with_parent(spec.parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
     engine = create_engine(spec.config.store_url)
     try:
         with engine.connect() as conn:
             mailing = ledger.mailing(conn, spec.mailing_id)
         factory = MessageFactory(spec.config, mailing)
-        workers = [Worker(spec, i, engine, factory, bucket, events) for i in range(threads)]
+        workers = [Worker(spec, i, engine, factory, bucket, events, stopping) for i in range(threads)]
     except NewsletterError as exc:
         events.put(("error", str(exc)))
         engine.dispose()
         return
     running = [threading.Thread(target=w.run_reporting, name=w.name) for w in workers]
-    for t in running:
-        t.start()
-    for t in running:
-        t.join()
+    lease = timedelta(seconds=spec.config.transport.claim_lease_seconds)
+    with ledger.heartbeat(engine, spec.mailing_id, [w.name for w in workers], lease):
+        for t in running:
+            t.start()
+        for t in running:
+            t.join()
     engine.dispose()

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
+from newsletter.states import DeliveryState, MailingStatus, check_clause
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -57,6 +59,10 @@ sources = sa.Table(
     sa.Column("last_error", sa.Text),
     # {"new": n, "updated": n, "unchanged": n} of the last run.
     sa.Column("last_counts", sa.JSON),
+    # The site asked us to wait (Retry-After beyond the retry budget): no request before this time.
+    sa.Column("deferred_until", UTCDateTime),
+    # What the source kind remembers between runs besides the cursor (WordPress: the walk's state).
+    sa.Column("walk", sa.JSON),
 )
 
 briefs = sa.Table(
@@ -84,9 +90,43 @@ briefs = sa.Table(
     # When we first stored it: editions pick briefs by this, so a late-collected brief is never lost.
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The article's identity across sources: its normalised URL, and its WordPress post id on
+    # its site (host and path, no scheme) when a source told us.
+    sa.Column("canonical_url", sa.String(2048)),
+    sa.Column("site", sa.String(512)),
+    sa.Column("post_id", sa.BigInteger),
+    # How rich the source of the stored content is (REST API > feed content:encoded > page > feed
+    # summary): a poorer source never overwrites a richer one.
+    sa.Column("content_rank", sa.Integer, nullable=False, default=0),
+    # Set when the publisher withdrew the article (trashed, unpublished, protected, deleted):
+    # it leaves the feeds with a tombstone and never enters a new mailing.
+    sa.Column("withdrawn_at", UTCDateTime),
+    sa.Column("withdrawn_reason", sa.Text),
     sa.UniqueConstraint("source", "key", name="uq_briefs_source_key"),
     sa.Index("ix_briefs_language_published", "language", "published_at"),
     sa.Index("ix_briefs_first_seen", "first_seen_at"),
+    sa.Index("ix_briefs_canonical_url", "canonical_url"),
+    sa.Index("ix_briefs_site_post", "site", "post_id"),
+)
+
+# Every source that saw an article: one row per (source, key), pointing at the one brief.
+sightings = sa.Table(
+    "sightings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("brief_id", sa.Integer, sa.ForeignKey("briefs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("source", sa.String(100), nullable=False),
+    # The source's own name for the item: WordPress post id, feed entry id, page URL.
+    sa.Column("key", sa.String(2048), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("canonical_url", sa.String(2048), nullable=False),
+    # Hash of the content this source last gave, so an unchanged re-fetch writes nothing.
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("modified_at", UTCDateTime, nullable=False),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("source", "key", name="uq_sightings_source_key"),
+    sa.Index("ix_sightings_brief", "brief_id"),
+    sa.Index("ix_sightings_canonical_url", "canonical_url"),
 )
 
 subscribers = sa.Table(
@@ -148,7 +188,7 @@ mailings = sa.Table(
     # The schedule slot it fills (ISO time of the due run) or "manual-<time>": one mailing per slot.
     sa.Column("slot", sa.String(64), nullable=False),
     sa.Column("language", sa.String(8), nullable=False),
-    # sending | paused | done | cancelled
+    # a MailingStatus (newsletter/states.py)
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("paused_reason", sa.Text),
     sa.Column("subject", sa.Text, nullable=False),
@@ -165,6 +205,7 @@ mailings = sa.Table(
     sa.Column("started_at", UTCDateTime),
     sa.Column("finished_at", UTCDateTime),
     sa.UniqueConstraint("edition", "slot", name="uq_mailings_edition_slot"),
+    sa.CheckConstraint(check_clause("status", MailingStatus), name="ck_mailings_status"),
 )
 
 deliveries = sa.Table(
@@ -174,7 +215,7 @@ deliveries = sa.Table(
     sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="CASCADE"), nullable=False),
     sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
     sa.Column("email", sa.String(320), nullable=False),
-    # pending | sending | sent | failed | suppressed
+    # a DeliveryState (newsletter/states.py)
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
@@ -186,6 +227,7 @@ deliveries = sa.Table(
     sa.Column("provider_message_id", sa.String(256)),
     sa.UniqueConstraint("mailing_id", "email", name="uq_deliveries_mailing_email"),
     sa.Index("ix_deliveries_mailing_state", "mailing_id", "state"),
+    sa.CheckConstraint(check_clause("state", DeliveryState), name="ck_deliveries_state"),
 )
 
 # Named leases held in the store, so two processes (or machines) never do one job at once.
@@ -225,6 +267,68 @@ events = sa.Table(
     sa.Column("provider", sa.String(32)),
     sa.Column("detail", sa.JSON),
     sa.Index("ix_events_email", "email"),
+)
+
+# Provider events already applied, by the provider's own identity for the event (Mailgun's
+# token, SendGrid's sg_event_id, Postmark's record id and type): written in the transaction that
+# applies the event, so a retried, replayed or re-signed copy is a no-op, even when concurrent.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("provider", sa.String(16), primary_key=True),
+    sa.Column("event_key", sa.String(255), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+)
+
+# Every POST of the subscribe form, whoever sent it and whatever the address's state: each
+# confirmation link names one request and applies exactly its choices. Purged after expiry.
+subscribe_requests = sa.Table(
+    "subscribe_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("editions", sa.JSON, nullable=False, default=list),
+    sa.Column("countries", sa.JSON, nullable=False, default=list),
+    sa.Column("ip", sa.String(64)),
+    sa.Column("user_agent", sa.String(512)),
+    sa.Column("form_version", sa.String(64)),
+    sa.Column("page_language", sa.String(8), nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    # queued (the mailer has not looked at it) | mailed | skipped (active or suppressed) | limited | confirmed
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("processed_at", UTCDateTime),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Index("ix_subscribe_requests_email", "email"),
+    sa.Index("ix_subscribe_requests_state", "state"),
+    sa.Index("ix_subscribe_requests_expires", "expires_at"),
+    sqlite_autoincrement=True,
+)
+
+# Single-use links to export or erase one's data, mailed to the address on request (one hour).
+data_links = sa.Table(
+    "data_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+    sqlite_autoincrement=True,
+)
+
+# Abuse limits shared by every `serve` process: one row per counted action (a subscribe POST by
+# a client, a confirmation email to an address), keyed by a keyed hash, never the plain value.
+rate_hits = sa.Table(
+    "rate_hits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("bucket", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_rate_hits_bucket_subject_at", "bucket", "subject", "at"),
 )
 
 # People who may use the console and the operator API, each with a role (admin | editor).

@@ -3,7 +3,8 @@
 Format (UTF-8, a header row; only `email` is required, columns may come in any order):
 email, name, language, editions, countries, status, consent_at, consent_ip,
 consent_user_agent, form_version, confirmed_at. Lists are separated by ';'. Times are
-ISO 8601; a time without a zone is taken as UTC.
+ISO 8601; a time without a zone is taken as UTC. Cells that a spreadsheet would run as a
+formula are written with a leading `'` (and read back without it).
 """
 
 from __future__ import annotations
@@ -28,6 +29,24 @@ COLUMNS = ("email", "name", "language", "editions", "countries", "status", "cons
 PROFILE_COLUMNS = ("name", "language", "editions", "countries")
 _REASON_FOR_STATUS = {"unsubscribed": "unsubscribed", "bounced": "hard_bounce", "complained": "complaint"}
 _CHUNK = 900  # below SQLite's bound-parameter limit
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_QUOTE = "'"
+
+
+def neutralise(cell: str) -> str:
+    """OWASP's defence: a leading `'` makes a formula-looking cell plain text. A cell that already
+    starts with `'` before such a character (or another `'`) gets one too, so `restore` is exact."""
+    if cell.startswith(FORMULA_STARTS) or (cell.startswith(_QUOTE) and cell[1:2] in (*FORMULA_STARTS, _QUOTE)):
+        return _QUOTE + cell
+    return cell
+
+
+def restore(cell: str) -> str:
+    """Undo `neutralise`: an export imports back to the same data."""
+    if cell.startswith(_QUOTE) and cell[1:2] in (*FORMULA_STARTS, _QUOTE):
+        return cell[1:]
+    return cell
 
 
 @dataclass(frozen=True)
@@ -113,7 +132,7 @@ def parse(lines: Iterable[str], vocabulary: Vocabulary) -> ParsedFile:
             parsed.errors.append((line, f"{len(cells_list)} cells where the header has {len(columns)}"))
             continue
         try:
-            row = _row(line, dict(zip(columns, cells_list)), columns, vocabulary)
+            row = _row(line, dict(zip(columns, (restore(c) for c in cells_list))), columns, vocabulary)
         except SubscriberError as exc:
             parsed.errors.append((line, str(exc)))
             continue
@@ -245,7 +264,7 @@ def write_csv(records: Iterable[dict[str, Any]], out: TextIO) -> int:
     writer.writerow(COLUMNS)
     count = 0
     for record in records:
-        writer.writerow([";".join(v) if isinstance(v, list) else ("" if v is None else v)
+        writer.writerow([neutralise(";".join(v) if isinstance(v, list) else ("" if v is None else str(v)))
                          for v in (record[c] for c in COLUMNS)])
         count += 1
     return count

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -64,7 +65,8 @@ class Vocabulary:
         return tuple(dict.fromkeys(slugs))
 
     def profile(self, name: str, language: str, editions: Iterable[str], countries: Iterable[str]) -> Profile:
-        name = " ".join((name or "").split())
+        # Control and format characters (ESC, BEL, bidi overrides) have no place in a name.
+        name = " ".join("".join(c for c in (name or "") if unicodedata.category(c) not in ("Cc", "Cf")).split())
         if len(name) > 200:
             raise SubscriberError("name is longer than 200 characters")
         lang = self.language(language)

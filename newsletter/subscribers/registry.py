@@ -62,73 +62,6 @@ def add_consent(conn: sa.Connection, subscriber_id: int, action: str, consent: C
     ))
 
 
-@dataclass(frozen=True)
-class SubscribeOutcome:
-    subscriber_id: int | None
-    send_confirmation: bool  # False: already active, or suppressed; the page says the same anyway
-
-
-def request_subscription(conn: sa.Connection, email: str, profile: Profile, consent: Consent) -> SubscribeOutcome:
-    """A person asked to subscribe on the form: pending until they confirm by email.
-
-    The chosen profile waits in the consent record and is applied at confirmation, so a
-    stranger typing someone's address changes nothing of an existing subscription.
-    """
-    email = normalise(email)
-    reason = suppression_reason(conn, email)
-    if reason is not None and reason not in ("unsubscribed", "manual"):
-        return SubscribeOutcome(None, False)
-    row = find(conn, email)
-    now = utcnow()
-    if row is None:
-        subscriber_id = conn.execute(sa.insert(S).values(
-            email=email, status="pending", soft_bounces=0, created_at=now, updated_at=now,
-            **_profile_values(profile),
-        ).returning(S.c.id)).scalar_one()
-    elif row.status == "active":
-        return SubscribeOutcome(row.id, False)
-    elif row.status in ("bounced", "complained"):
-        return SubscribeOutcome(None, False)
-    else:
-        subscriber_id = row.id
-    add_consent(conn, subscriber_id, "subscribe", consent, at=now, detail={"profile": _profile_values(profile)})
-    return SubscribeOutcome(subscriber_id, True)
-
-
-def confirm(conn: sa.Connection, subscriber_id: int, consent: Consent) -> sa.Row | None:
-    """Activate after the person opened their confirmation link; None when nothing awaits confirming.
-
-    Only a subscription request made since the last unsubscribe can be confirmed, so an old
-    confirmation link cannot undo a later unsubscribe.
-    """
-    row = get(conn, subscriber_id)
-    if row is None:
-        return None
-    if row.status == "active":
-        return row
-    if row.status not in ("pending", "unsubscribed"):
-        return None
-    query = sa.select(C).where(C.c.subscriber_id == subscriber_id, C.c.action == "subscribe",
-                               C.c.confirmed_at.is_(None))
-    if row.unsubscribed_at is not None:
-        query = query.where(C.c.at > row.unsubscribed_at)
-    request = conn.execute(query.order_by(C.c.id.desc()).limit(1)).one_or_none()
-    if request is None:
-        return None
-    if suppression_reason(conn, row.email) not in (None, "unsubscribed", "manual"):
-        return None
-    now = utcnow()
-    conn.execute(sa.update(C).where(C.c.id == request.id).values(confirmed_at=now))
-    profile = (request.detail or {}).get("profile", {})
-    conn.execute(sa.update(S).where(S.c.id == subscriber_id).values(
-        status="active", confirmed_at=now, updated_at=now, unsubscribed_at=None, soft_bounces=0, **profile,
-    ))
-    lift_unsubscribe(conn, row.email)
-    add_consent(conn, subscriber_id, "confirm", consent, at=now, confirmed_at=now,
-                detail={"request_id": request.id})
-    return get(conn, subscriber_id)
-
-
 def update_preferences(conn: sa.Connection, subscriber_id: int, profile: Profile, consent: Consent) -> None:
     conn.execute(sa.update(S).where(S.c.id == subscriber_id).values(updated_at=utcnow(), **_profile_values(profile)))
     add_consent(conn, subscriber_id, "preferences", consent, detail={"profile": _profile_values(profile)})
@@ -214,7 +147,9 @@ def data(conn: sa.Connection, subscriber_id: int) -> dict[str, Any]:
 
 
 def erase(conn: sa.Connection, subscriber_id: int) -> None:
-    """Forget a subscriber: only a hash of the address stays, so they are never mailed again.
+    """Forget a subscriber: only a hash of the address stays, carrying the suppression they chose
+    (unsubscribed, a complaint, a bounce) or `erased`. Erasure is not a ban: the person may
+    subscribe again with a new double opt-in, which lifts `erased` as it lifts `unsubscribed`.
 
     The delivery ledger and events keep their counts but lose the address.
     """
@@ -222,9 +157,11 @@ def erase(conn: sa.Connection, subscriber_id: int) -> None:
     if row is None:
         return
     key = erased_key(row.email)
+    reason = suppression_reason(conn, row.email) or "erased"
     conn.execute(sa.update(schema.deliveries).where(schema.deliveries.c.email == row.email).values(email=key))
     conn.execute(sa.update(schema.events).where(schema.events.c.email == row.email).values(email=key, detail=None))
+    conn.execute(sa.delete(schema.subscribe_requests).where(schema.subscribe_requests.c.email == row.email))
     conn.execute(sa.delete(C).where(C.c.subscriber_id == subscriber_id))
     conn.execute(sa.delete(S).where(S.c.id == subscriber_id))
-    conn.execute(sa.delete(schema.suppressions).where(schema.suppressions.c.email == row.email))
-    suppress(conn, key, "erased", None)
+    conn.execute(sa.delete(schema.suppressions).where(schema.suppressions.c.email.in_([row.email, key])))
+    suppress(conn, key, reason, None)

@@ -73,9 +73,10 @@ def suppress(conn: sa.Connection, email: str, reason: str, detail: str | None = 
 
 
 def lift_unsubscribe(conn: sa.Connection, email: str) -> None:
-    """A person who left and now confirms a new subscription themselves may be mailed again;
-    bounces, complaints and erasures stay."""
-    conn.execute(sa.delete(X).where(X.c.email == email, X.c.reason.in_(("unsubscribed", "manual"))))
+    """A person who left or erased their data and now confirms a new subscription themselves may
+    be mailed again; bounces and complaints stay."""
+    conn.execute(sa.delete(X).where(X.c.email.in_([email, erased_key(email)]),
+                                    X.c.reason.in_(("unsubscribed", "manual", "erased"))))
 
 
 def record_event(conn: sa.Connection, kind: str, email: str | None, provider: str | None,

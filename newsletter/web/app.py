@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import AsyncIterator
+
 import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -10,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from newsletter.config import Config
+from newsletter.errors import ConfigError
 from newsletter.web.pages import Pages
 from newsletter.web.security import BodyTooLarge, Guard
 from newsletter.web.webhooks import Webhooks
@@ -19,8 +23,13 @@ from newsletter.web.operator import OperatorApi
 
 
 async def health(request: Request) -> JSONResponse:
-    """Liveness and store reachability, for load balancers and monitors."""
+    """Readiness, for load balancers and monitors: the store answers and links can be signed
+    (without the signing key no page that follows a link works)."""
     engine: sa.Engine = request.app.state.engine
+    try:
+        request.app.state.config.secret_key()
+    except ConfigError as exc:
+        return JSONResponse({"status": "not ready", "signing_key": str(exc)}, status_code=503)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -31,18 +40,28 @@ async def health(request: Request) -> JSONResponse:
 
 def create_app(config: Config, engine: sa.Engine) -> Starlette:
     pages = Pages(config, engine)
-    operator_api = OperatorApi(config, engine)
+    operator = OperatorApi(config, engine)
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         *pages.routes(),
         Route("/webhooks/{provider}", Webhooks(config, engine).handle, methods=["POST"]),
         *feeds.routes(config, engine),
         *archive.routes(config, engine),
-        *operator_api.routes(),
-        *Console(config, engine, operator_api.start_sending).routes(),
+        *operator.routes(),
+        *Console(config, engine, operator.start_sending).routes(),
     ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        pages.mailer.start()
+        try:
+            yield
+        finally:
+            pages.mailer.stop()
+            await operator.wind_down()
+
     app = Starlette(routes=routes, middleware=[Middleware(Guard, too_large=pages.too_large)],
-                    exception_handlers={BodyTooLarge: pages.body_too_large})
+                    exception_handlers={BodyTooLarge: pages.body_too_large}, lifespan=lifespan)
     app.state.config = config
     app.state.engine = engine
     return app

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from newsletter.config import Config
 from newsletter.digest.placeholders import web_copy
+from newsletter.states import MailingStatus
 from newsletter.store import schema
 
 # The digest needs inline styles and remote images, nothing else: no script, no frames, no forms.
@@ -22,6 +23,7 @@ CONTENT_SECURITY_POLICY = (
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 CACHE_CONTROL = "public, max-age=300"
+MAX_ID = 2**31 - 1
 
 
 def routes(config: Config, engine: sa.Engine) -> list[BaseRoute]:
@@ -29,14 +31,16 @@ def routes(config: Config, engine: sa.Engine) -> list[BaseRoute]:
         m = schema.mailings
         with engine.connect() as conn:
             row = conn.execute(
-                sa.select(m.c.html, m.c.language).where(m.c.id == mailing_id, m.c.status != "cancelled")
+                sa.select(m.c.html, m.c.language).where(m.c.id == mailing_id, m.c.status != MailingStatus.CANCELLED)
             ).first()
         if row is None or row.html is None:
             return None
         return web_copy(row.html, row.language)
 
     async def page(request: Request) -> Response:
-        html = await run_in_threadpool(load, request.path_params["mailing_id"])
+        mailing_id = request.path_params["mailing_id"]
+        # Beyond a database integer no mailing exists; the store would fail on the number itself.
+        html = await run_in_threadpool(load, mailing_id) if mailing_id <= MAX_ID else None
         if html is None:
             return PlainTextResponse("There is no such newsletter in the archive.", status_code=404)
         return HTMLResponse(html, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,

@@ -32,9 +32,9 @@ from newsletter import audit, operations, operators, status
 from newsletter.audit import Actor
 from newsletter.config import Config
 from newsletter.errors import ConfigError, LockedError, MailingError, NewsletterError, TransportError
-from newsletter.mailings import STATES
 from newsletter.operators import ForbiddenError, LockedOut, Operator, Session
 from newsletter.slots import Schedule
+from newsletter.states import DeliveryState
 from newsletter.store import utcnow
 from newsletter.web.i18n import FALLBACK, _accepted
 from newsletter.web.security import CSRF_COOKIE, csrf_ok, csrf_token, new_csrf_cookie
@@ -319,7 +319,7 @@ class Console:
         found = await run_in_threadpool(operations.mailing, self.engine, request.path_params["id"])
         found["eta_text"] = _when(found["eta"])
         return self.render(request, "mailing.html", f"#{found['id']} {found['edition']}", session=session,
-                           section="overview", m=found, states=STATES)
+                           section="overview", m=found, states=list(DeliveryState))
 
     async def pause(self, request: Request, session: Session) -> Response:
         mailing_id = request.path_params["id"]

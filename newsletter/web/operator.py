@@ -13,7 +13,9 @@ send of the same edition harmless to each other.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import signal
 import threading
 
 import sqlalchemy as sa
@@ -28,9 +30,13 @@ from newsletter.config import Config
 from newsletter.errors import ConfigError, LockedError, MailingError
 from newsletter.operators import ForbiddenError
 from newsletter.scheduler import Job, RunReport
+from newsletter.states import MailingStatus
 
 # Who the audit log names for calls made with the shared `[web].operator_token_env` token.
 SHARED_TOKEN_ACTOR = "operator-token"
+
+
+log = logging.getLogger(__name__)
 
 
 def _error(status_code: int, message: str, **headers: str) -> JSONResponse:
@@ -42,6 +48,25 @@ class OperatorApi:
         self.config = config
         self.engine = engine
         self.job = Job(config, engine, worker=locks.owner_id("serve"))
+
+    async def wind_down(self) -> None:
+        """At shutdown: let the sends started here finish what is in flight and give the rest back.
+
+        Runs on the event loop's (main) thread after the server stopped taking requests; a
+        further SIGINT or SIGTERM meanwhile stops the sends at once.
+        """
+        self.job.stop.request()
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {s: signal.signal(s, lambda signum, _frame: self.job.stop.request(signum))
+                        for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            await run_in_threadpool(self.job.wait_for_sends)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        for s in self.job.stopped:
+            log.warning("send stopped", extra={"mailing_id": s.mailing_id, "edition": s.edition, "detail": s.detail})
 
     def routes(self) -> list[BaseRoute]:
         return [Mount("/api", routes=[
@@ -117,5 +142,5 @@ class OperatorApi:
                                  "message": "no new briefs since the last mailing: nothing to send"})
         self.start_sending(target.mailing_id, name)
         return JSONResponse({"edition": name, "mailing_id": target.mailing_id,
-                             "mailing": "created" if target.created else "resumed", "status": "sending",
+                             "mailing": "created" if target.created else "resumed", "status": MailingStatus.SENDING,
                              "url": f"/api/mailings/{target.mailing_id}"}, status_code=202)

@@ -9,7 +9,6 @@ providers send without cookies and whose URL token is the proof.
 
 from __future__ import annotations
 
-import time
 from functools import cached_property
 from typing import Any
 
@@ -28,16 +27,19 @@ from starlette.types import Receive, Scope, Send
 from newsletter import briefs, tokens
 from newsletter.config import Config
 from newsletter.errors import SubscriberError
-from newsletter.store import utcnow
-from newsletter.subscribers import registry
+from newsletter.store import schema, utcnow
+from newsletter.subscribers import data_links, limits, registry
+from newsletter.subscribers import requests as subscribe_requests
 from newsletter.subscribers.address import normalise
 from newsletter.subscribers.profile import Profile, Vocabulary
-from newsletter.web import confirmation
+from newsletter.web.confirmation import Mailer
 from newsletter.web.i18n import Messages, page_language, template_dirs
-from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, RateLimit, csrf_ok, csrf_token, new_csrf_cookie
+from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, csrf_ok, csrf_token, new_csrf_cookie
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-DATA_LINK_HOURS = 24
+# A confirmation link names one subscribe request; a data link one single-use data link.
+CONFIRM_PURPOSE = "subscribe_request"
+DATA_PURPOSE = "data_link"
 
 
 class BadForm(Exception):
@@ -50,11 +52,11 @@ class Pages:
         self.engine = engine
         self.messages = Messages(config)
         self.vocabulary = Vocabulary(config)
-        self.rate = RateLimit(config.web.subscribe_rate_per_hour)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(config)]),
             autoescape=jinja2.select_autoescape(["html"]),
         )
+        self.mailer = Mailer(config, engine, self.env, self.messages)
 
     @cached_property
     def key(self) -> bytes:
@@ -70,8 +72,9 @@ class Pages:
             Route("/preferences/{token}", self.save_preferences, methods=["POST"]),
             Route("/unsubscribe/{token}", self.unsubscribe_page, methods=["GET"]),
             Route("/unsubscribe/{token}", self.unsubscribe, methods=["POST"]),
+            Route("/preferences/{token}/data", self.request_data_link, methods=["POST"]),
             Route("/data/{token}", self.data_page, methods=["GET"]),
-            Route("/data/{token}", self.erase, methods=["POST"]),
+            Route("/data/{token}", self.data_action, methods=["POST"]),
             Route("/static/web.css", self.stylesheet, methods=["GET"]),
         ]
 
@@ -86,7 +89,7 @@ class Pages:
     def render(self, request: Request, lang: str, template: str, title_key: str, *, status: int = 200,
                **context: Any) -> HTMLResponse:
         words = self.messages.words(lang)
-        needs_csrf = template in ("subscribe.html", "action.html", "preferences.html")
+        needs_csrf = template in ("subscribe.html", "action.html", "preferences.html", "data.html")
         csrf = csrf_token(self.key, self._csrf_cookie(request)) if needs_csrf else ""
         html = self.env.get_template(template).render(
             t=words, lang=lang, title=words[title_key], publication=self.config.publication, csrf=csrf,
@@ -219,11 +222,10 @@ class Pages:
                            chosen_language=chosen)
 
     async def subscribe(self, request: Request) -> Response:
+        """Always the same answer, after the same work: whatever the address's state, one rate
+        hit and one request row are written and the mailer decides later what to send."""
         lang = self.lang(request)
         words = self.messages.words(lang)
-        client = request.client.host if request.client else "unknown"
-        if not self.rate.allow(client):
-            return self.notice(request, lang, "too_many_title", words["too_many"], status=429, role="alert")
         try:
             form = await self.form(request)
         except BadForm:
@@ -232,6 +234,8 @@ class Pages:
             return self.csrf_failed(request, lang)
         email_text = str(form.get("email", ""))[:400]
         name = str(form.get("name", ""))[:200]
+        editions = [str(v) for v in form.getlist("editions")][:100]
+        countries = [str(v) for v in form.getlist("countries")][:300]
         try:
             newsletter_language = self.vocabulary.language(str(form.get("language", "")))
         except SubscriberError:
@@ -241,44 +245,57 @@ class Pages:
             email = normalise(email_text)
         except SubscriberError:
             error = words["invalid_email"]
+        try:
+            profile = self.vocabulary.profile(name, newsletter_language, editions, countries)
+        except SubscriberError:
+            error = error or words["preferences_invalid"]
         if not error and form.get("consent") != "yes":
             error = words["consent_required"]
         if error:
             return self.render(request, lang, "subscribe.html", "subscribe_title", status=400, error=error,
-                               email=email_text, name=name, chosen_language=newsletter_language)
-        profile = Profile(" ".join(name.split()), newsletter_language, (), ())
+                               email=email_text, name=name, chosen_language=newsletter_language,
+                               chosen_editions=editions, chosen_countries=countries)
         mail_language = newsletter_language if newsletter_language in self.messages.languages else lang
-        subscriber_id = await run_in_threadpool(self._request_subscription, request, email, profile,
-                                                self.messages.form_version(lang))
-        response = self.notice(request, lang, "check_inbox_title",
-                               words["check_inbox"].format(hours=self.config.web.confirm_hours), role="status")
-        if subscriber_id is not None:
-            # After the answer has gone: a reply that waited for the mail server would take
-            # longer for new addresses than for subscribed ones, and so tell them apart.
-            response.background = BackgroundTask(self._send_confirmation, subscriber_id, email, mail_language)
-        return response
+        allowed = await run_in_threadpool(self._request_subscription, request, email, profile,
+                                          self.messages.form_version(lang), mail_language)
+        if not allowed:
+            return self.notice(request, lang, "too_many_title", words["too_many"], status=429, role="alert")
+        return self.notice(request, lang, "check_inbox_title",
+                           words["check_inbox"].format(hours=self.config.web.confirm_hours), role="status")
 
-    def _request_subscription(self, request: Request, email: str, profile: Profile, form_version: str) -> int | None:
-        """The subscriber to send a confirmation to, or None (already active, or suppressed)."""
+    def _request_subscription(self, request: Request, email: str, profile: Profile, form_version: str,
+                              mail_language: str) -> bool:
+        """Count the client's attempt and queue the request; False when the client is over its limit."""
+        now = utcnow()
+        consent = self.consent(request, form_version)
         with self.engine.begin() as conn:
-            outcome = registry.request_subscription(conn, email, profile, self.consent(request, form_version))
-        return outcome.subscriber_id if outcome.send_confirmation else None
+            if not limits.take(conn, limits.SUBSCRIBE_CLIENT, limits.subject_key(self.key, consent.ip or "unknown"),
+                               self.config.web.subscribe_rate_per_hour, now):
+                return False
+            subscribe_requests.record(conn, email, profile, consent, page_language=mail_language,
+                                      hours=self.config.web.confirm_hours, now=now)
+        return True
 
-    def _send_confirmation(self, subscriber_id: int, email: str, language: str) -> None:
-        expires = int(time.time()) + self.config.web.confirm_hours * 3600
-        token = tokens.make(self.key, "confirm", subscriber_id, expires)
-        link = self.url(f"/confirm/{token}?lang={language}")
-        subject, text, html = confirmation.render(self.env, self.config, self.messages.words(language), language, link)
-        confirmation.send(self.config, email, subject, text, html, key=f"confirm-{subscriber_id}-{int(time.time())}")
+    def request_from(self, request: Request) -> tuple[sa.Row | None, str | None]:
+        """The subscribe request a confirmation link names, or (None, the message key that says why not)."""
+        request_id, reason = self.token_id(request, CONFIRM_PURPOSE)
+        if request_id is None:
+            return None, reason
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(schema.subscribe_requests)
+                               .where(schema.subscribe_requests.c.id == request_id)).one_or_none()
+        return row, None if row is not None else "expired_link"
 
     async def confirm_page(self, request: Request) -> Response:
-        row, reason = await run_in_threadpool(self.subscriber_from, request, "confirm")
-        if reason:
-            return self.bad_link(request, reason)
-        lang = self.lang(request, row.language if row else None)
+        row, reason = await run_in_threadpool(self.request_from, request)
+        if row is None:
+            return self.bad_link(request, reason or "bad_link")
+        lang = self.lang(request, row.language)
         words = self.messages.words(lang)
-        if row is not None and row.status == "active":
-            return self.confirmed(request, lang, row.id)
+        if row.state == subscribe_requests.CONFIRMED:
+            return self.notice(request, lang, "confirmed_title", words["confirmed"], role="status")
+        if row.expires_at <= utcnow():
+            return self.bad_link(request, "expired_link")
         return self.render(request, lang, "action.html", "confirm_title", message=words["confirm_intro"],
                            action=request.url.path + f"?lang={lang}", button=words["confirm_button"],
                            fields=[], links=[], danger=False)
@@ -290,24 +307,24 @@ class Pages:
                            links=[(f"/preferences/{preferences}?lang={lang}", words["preferences_link"])])
 
     async def confirm(self, request: Request) -> Response:
-        posted = await self.posted(request, "confirm")
+        posted = await self.posted(request, CONFIRM_PURPOSE)
         if isinstance(posted, Response):
             return posted
-        form, subscriber_id = posted
+        form, request_id = posted
         lang = self.lang(request)
         if not self.csrf_valid(request, form):
             return self.csrf_failed(request, lang)
 
-        def work() -> sa.Row | None:
+        def work() -> subscribe_requests.Confirmed | None:
             with self.engine.begin() as conn:
-                return registry.confirm(conn, subscriber_id, self.consent(request))
+                return subscribe_requests.confirm(conn, request_id, self.consent(request))
 
-        row = await run_in_threadpool(work)
-        if row is None:
+        done = await run_in_threadpool(work)
+        if done is None:
             words = self.messages.words(lang)
             return self.notice(request, lang, "bad_link_title", words["not_pending"], status=400, role="alert",
                                links=[("/subscribe?lang=" + lang, words["subscribe_title"])])
-        return self.confirmed(request, self.lang(request, row.language), row.id)
+        return self.confirmed(request, self.lang(request, done.language), done.subscriber_id)
 
     # -- preferences ------------------------------------------------------------------------------
 
@@ -327,14 +344,14 @@ class Pages:
                          error: str = "", shown: dict[str, Any] | None = None) -> HTMLResponse:
         subscriber = shown or {"name": row.name, "language": row.language, "editions": list(row.editions),
                                "countries": list(row.countries)}
-        data = tokens.make(self.key, "data", row.id, int(time.time()) + DATA_LINK_HOURS * 3600)
         unsubscribe = tokens.make(self.key, "unsubscribe", row.id)
         return self.render(
             request, lang, "preferences.html", "preferences_title", status=status, notice=notice, error=error,
             subscriber=subscriber, unsubscribed=row.status != "active" and row.status != "pending",
             action=request.url.path + f"?lang={lang}", editions=self._edition_choices(),
             countries=self._country_choices(lang, subscriber["countries"]),
-            unsubscribe_url=f"/unsubscribe/{unsubscribe}?lang={lang}", data_url=f"/data/{data}?lang={lang}",
+            unsubscribe_url=f"/unsubscribe/{unsubscribe}?lang={lang}",
+            data_action=request.url.path.rstrip("/") + f"/data?lang={lang}",
         )
 
     async def preferences_page(self, request: Request) -> Response:
@@ -409,34 +426,84 @@ class Pages:
 
     # -- data -------------------------------------------------------------------------------------
 
-    async def data_page(self, request: Request) -> Response:
-        row, reason = await run_in_threadpool(self.subscriber_from, request, "data")
-        if reason or row is None:
-            return self.bad_link(request, reason or "bad_link")
-        if request.query_params.get("format") == "json":
-            def work() -> dict[str, Any]:
-                with self.engine.connect() as conn:
-                    return registry.data(conn, row.id)
+    async def request_data_link(self, request: Request) -> Response:
+        """From the preferences page: mail a fresh single-use data link to the subscriber's own address.
 
-            record = await run_in_threadpool(work)
-            record["exported_at"] = utcnow().isoformat()
-            return JSONResponse(record, headers={"Content-Disposition": 'attachment; filename="my-data.json"',
-                                                 "Cache-Control": "no-store"})
-        lang = self.lang(request, row.language)
-        words = self.messages.words(lang)
-        return self.render(request, lang, "action.html", "data_title", message=words["data_intro"],
-                           action=request.url.path + f"?lang={lang}", button=words["erase_button"], fields=[],
-                           danger=True, links=[(request.url.path + "?format=json", words["download_button"])])
-
-    async def erase(self, request: Request) -> Response:
-        posted = await self.posted_change(request, "data")
+        Whoever holds a forwarded digest holds its preferences link, but not the mailbox."""
+        posted = await self.posted_change(request, "preferences")
         if isinstance(posted, Response):
             return posted
         _, row, lang = posted
+        words = self.messages.words(lang)
+        now = utcnow()
 
-        def work() -> None:
+        def work() -> str | None:
             with self.engine.begin() as conn:
-                registry.erase(conn, row.id)
+                address = limits.subject_key(self.key, row.email)
+                if not limits.take(conn, limits.DATA_ADDRESS, address, self.config.web.confirmations_per_address, now):
+                    return None
+                link_id, expires = data_links.create(conn, row.id, now)
+            return tokens.make(self.key, DATA_PURPOSE, link_id, int(expires.timestamp()))
 
-        await run_in_threadpool(work)
-        return self.notice(request, lang, "erased_title", self.messages.words(lang)["erased"], role="status")
+        token = await run_in_threadpool(work)
+        if token is None:
+            return self.notice(request, lang, "too_many_title", words["too_many_data"], status=429, role="alert")
+        link = self.url(f"/data/{token}?lang={lang}")
+        response = self.notice(request, lang, "data_requested_title", words["data_requested"], role="status")
+        response.background = BackgroundTask(self.mailer.send_data_link, row.email, lang, link)
+        return response
+
+    def data_link_subscriber(self, request: Request) -> tuple[sa.Row | None, str | None]:
+        link_id, reason = self.token_id(request, DATA_PURPOSE)
+        if link_id is None:
+            return None, reason
+        with self.engine.connect() as conn:
+            subscriber_id = data_links.open_(conn, link_id)
+            row = registry.get(conn, subscriber_id) if subscriber_id is not None else None
+        return row, None if row is not None else "data_link_used"
+
+    async def data_page(self, request: Request) -> Response:
+        row, reason = await run_in_threadpool(self.data_link_subscriber, request)
+        if row is None:
+            return self.bad_link(request, reason or "bad_link")
+        lang = self.lang(request, row.language)
+        words = self.messages.words(lang)
+        return self.render(request, lang, "data.html", "data_title", message=words["data_intro"],
+                           action=request.url.path + f"?lang={lang}")
+
+    async def data_action(self, request: Request) -> Response:
+        """Download or erase, once: the link is spent in the transaction that reads or erases."""
+        posted = await self.posted(request, DATA_PURPOSE)
+        if isinstance(posted, Response):
+            return posted
+        form, link_id = posted
+        lang = self.lang(request)
+        if not self.csrf_valid(request, form):
+            return self.csrf_failed(request, lang)
+        action = form.get("action")
+        if action not in ("download", "erase"):
+            return self.bad_form(request, lang)
+
+        def work() -> tuple[dict[str, Any] | None, str | None]:
+            with self.engine.begin() as conn:
+                subscriber_id = data_links.use(conn, link_id)
+                if subscriber_id is None:
+                    return None, None
+                row = registry.get(conn, subscriber_id)
+                if row is None:
+                    return None, None
+                if action == "download":
+                    return registry.data(conn, subscriber_id), row.language
+                registry.erase(conn, subscriber_id)
+                return {}, row.language
+
+        record, language = await run_in_threadpool(work)
+        if record is None:
+            return self.bad_link(request, "data_link_used")
+        lang = self.lang(request, language)
+        if action == "erase":
+            return self.notice(request, lang, "erased_title", self.messages.words(lang)["erased"], role="status",
+                               links=[("/subscribe?lang=" + lang, self.messages.words(lang)["resubscribe_link"])])
+        record["exported_at"] = utcnow().isoformat()
+        return JSONResponse(record, headers={"Content-Disposition": 'attachment; filename="my-data.json"',
+                                             "Cache-Control": "no-store"})

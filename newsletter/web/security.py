@@ -1,4 +1,4 @@
-"""Defences shared by the pages: CSRF tokens, a per-client rate limit, body size and headers."""
+"""Defences shared by the pages: CSRF tokens, body size and headers (rate limits: `subscribers.limits`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,29 +42,6 @@ def csrf_ok(key: bytes, cookie: str | None, field: str | None) -> bool:
     if not cookie or not field:
         return False
     return hmac.compare_digest(csrf_token(key, cookie), field)
-
-
-class RateLimit:
-    """At most `per_hour` events per client in any sliding hour, counted in this process."""
-
-    def __init__(self, per_hour: int) -> None:
-        self.per_hour = per_hour
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, client: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            times = self._seen.setdefault(client, deque())
-            while times and times[0] <= now - 3600:
-                times.popleft()
-            if len(times) >= self.per_hour:
-                return False
-            times.append(now)
-            if len(self._seen) > 100_000:  # forget idle clients so memory stays bounded
-                for ip in [ip for ip, t in self._seen.items() if not t or t[-1] <= now - 3600]:
-                    del self._seen[ip]
-            return True
 
 
 class BodyTooLarge(Exception):

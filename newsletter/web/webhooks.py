@@ -1,11 +1,14 @@
 """Bounce and complaint webhooks from Postmark, SendGrid and Mailgun, signatures verified.
 
-The secret comes from the environment variable `[transport].webhook_secret_env`; what it
-holds depends on the provider:
+Each provider has its own section and its own secret (`[webhooks.postmark]`,
+`[webhooks.sendgrid]`, `[webhooks.mailgun]`); a provider's route answers 404 unless its section
+is configured, and no secret ever opens another provider's route:
 - mailgun: the HTTP webhook signing key (HMAC-SHA256 of timestamp + token);
-- sendgrid: the signed event webhook's public key (base64 DER, as SendGrid shows it, or PEM);
-- postmark: `user:password`, the HTTP basic auth credentials set in the webhook's URL.
-Verification and parsing are pure functions; `handle` applies the events to the store.
+- sendgrid: the signed event webhook's public key (ECDSA, base64 DER or PEM), used only to verify;
+- postmark: the HTTP basic auth user name and password set in the webhook's URL.
+Each event is applied once, by the provider's own identity for it (Mailgun's token, SendGrid's
+`sg_event_id`, Postmark's record type and id), recorded in the transaction that applies it.
+Verification and parsing are pure functions; `Webhooks.handle` applies the events to the store.
 """
 
 from __future__ import annotations
@@ -17,26 +20,32 @@ import hmac
 import json
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import sqlalchemy as sa
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy.dialects import postgresql, sqlite
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from newsletter.config import Config
+from newsletter.errors import ConfigError
+from newsletter.store import schema, utcnow
 from newsletter.subscribers.suppression import BounceKind, record_bounce, record_event, suppress
 
 log = logging.getLogger(__name__)
 PROVIDERS = ("postmark", "sendgrid", "mailgun")
 # Signed requests older (or newer) than this are refused, so a captured one cannot be replayed later.
 MAX_SKEW_SECONDS = 15 * 60
+# Provider payloads are a few levels deep; anything deeper is not theirs.
+MAX_DEPTH = 16
+MAX_EVENTS = 10_000
+_KEY_CHARS = 255
 
 
 class WebhookRejected(Exception):
@@ -52,6 +61,8 @@ class ProviderEvent:
     kind: str
     email: str
     detail: dict[str, Any]
+    # The provider's own identity for this event: the same event always has the same one.
+    identity: str
 
 
 def _fresh(timestamp: str, now: float) -> None:
@@ -59,43 +70,78 @@ def _fresh(timestamp: str, now: float) -> None:
         when = float(timestamp)
     except ValueError:
         raise WebhookRejected(403, "signature timestamp is not a number") from None
-    if abs(now - when) > MAX_SKEW_SECONDS:
+    if not abs(now - when) <= MAX_SKEW_SECONDS:  # `not <=` also refuses NaN
         raise WebhookRejected(403, "signature timestamp is too old or in the future")
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise WebhookRejected(400, "body is not JSON") from None
+    except RecursionError:
+        raise WebhookRejected(400, f"body is nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(payload) > MAX_DEPTH:
+        raise WebhookRejected(400, f"body is nested deeper than {MAX_DEPTH} levels")
+    return payload
 
 
-def verify_mailgun(secret: str, payload: Any, now: float) -> None:
+def _identity(*parts: Any) -> str:
+    text = ":".join(str(p) for p in parts)
+    if len(text) > _KEY_CHARS:
+        return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return text
+
+
+def verify_mailgun(signing_key: str, payload: Any, now: float) -> str:
+    """Check Mailgun's signature; returns its token, which identifies the call's event."""
     signature = payload.get("signature") if isinstance(payload, dict) else None
     if not isinstance(signature, dict) or not all(isinstance(signature.get(k), str)
                                                   for k in ("timestamp", "token", "signature")):
         raise WebhookRejected(401, "no Mailgun signature (signature.timestamp, token, signature)")
-    expected = hmac.new(secret.encode(), (signature["timestamp"] + signature["token"]).encode(),
+    expected = hmac.new(signing_key.encode(), (signature["timestamp"] + signature["token"]).encode(),
                         hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature["signature"]):
+    if not hmac.compare_digest(expected.encode(), signature["signature"].encode("utf-8", "replace")):
         raise WebhookRejected(403, "Mailgun signature does not match")
     _fresh(signature["timestamp"], now)
+    return signature["token"]
 
 
-def verify_sendgrid(public_key: str, headers: Mapping[str, str], body: bytes, now: float) -> None:
+def load_sendgrid_key(text: str, env_name: str) -> ec.EllipticCurvePublicKey:
+    """SendGrid's verification key as SendGrid shows it (base64 DER) or PEM; ConfigError otherwise."""
+    try:
+        if text.lstrip().startswith("-----BEGIN"):
+            key = serialization.load_pem_public_key(text.encode())
+        else:
+            key = serialization.load_der_public_key(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error, UnsupportedAlgorithm):
+        raise ConfigError(f"environment variable {env_name} does not hold a public key (expected SendGrid's "
+                          "signed event webhook verification key, base64 DER as SendGrid shows it, or PEM)") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigError(f"environment variable {env_name} holds a public key that is not an ECDSA key; "
+                          "expected SendGrid's signed event webhook verification key")
+    return key
+
+
+def verify_sendgrid(key: ec.EllipticCurvePublicKey, headers: Mapping[str, str], body: bytes, now: float) -> None:
     signature = headers.get("x-twilio-email-event-webhook-signature", "")
     timestamp = headers.get("x-twilio-email-event-webhook-timestamp", "")
     if not signature or not timestamp:
         raise WebhookRejected(401, "no SendGrid signature headers")
-    try:
-        if public_key.lstrip().startswith("-----BEGIN"):
-            key = serialization.load_pem_public_key(public_key.encode())
-        else:
-            key = serialization.load_der_public_key(base64.b64decode(public_key))
-    except (ValueError, binascii.Error) as exc:
-        raise WebhookRejected(403, "the configured SendGrid public key cannot be read") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise WebhookRejected(403, "the configured SendGrid public key is not an ECDSA key")
     try:
         key.verify(base64.b64decode(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, binascii.Error, ValueError):
@@ -103,26 +149,31 @@ def verify_sendgrid(public_key: str, headers: Mapping[str, str], body: bytes, no
     _fresh(timestamp, now)
 
 
-def verify_postmark(credentials: str, headers: Mapping[str, str]) -> None:
+def verify_postmark(username: str, password: str, headers: Mapping[str, str]) -> None:
     scheme, _, encoded = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic" or not encoded:
         raise WebhookRejected(401, "no HTTP basic auth credentials")
     try:
-        given = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        given_user, colon, given_password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+    except (binascii.Error, ValueError):
         raise WebhookRejected(401, "malformed HTTP basic auth credentials") from None
-    if not hmac.compare_digest(given.encode(), credentials.encode()):
+    # Both compared, always: which half was wrong is not told by the time it takes.
+    user_ok = hmac.compare_digest(given_user, username.encode())
+    password_ok = hmac.compare_digest(given_password, password.encode())
+    if not (colon and user_ok and password_ok):
         raise WebhookRejected(403, "HTTP basic auth credentials do not match")
 
 
 _POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated"}
 _POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "Blocked"}
+# Postmark record types without an ID: the message, recipient and time of the event identify them.
+_POSTMARK_TIMES = ("ChangedAt", "DeliveredAt", "ReceivedAt", "BouncedAt")
 
 
 def parse_postmark(payload: Any) -> list[ProviderEvent]:
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "expected one JSON object")
-    record, kind = payload.get("RecordType", ""), payload.get("Type", "")
+    record, kind = str(payload.get("RecordType", "")), str(payload.get("Type", ""))
     email = str(payload.get("Email") or payload.get("Recipient") or "")
     if record == "SpamComplaint" or kind == "SpamComplaint":
         event = "complaint"
@@ -134,16 +185,27 @@ def parse_postmark(payload: Any) -> list[ProviderEvent]:
         event = "unsubscribe"
     else:
         event = f"{record or 'unknown'}:{kind}".lower().rstrip(":")
-    return [ProviderEvent(event, email, payload)]
+    if payload.get("ID") not in (None, ""):
+        identity = _identity(record, payload["ID"])
+    elif payload.get("MessageID"):
+        when = next((payload[k] for k in _POSTMARK_TIMES if payload.get(k)), "")
+        identity = _identity(record, payload["MessageID"], email, when)
+    else:
+        raise WebhookRejected(400, "a Postmark event without ID or MessageID cannot be told from a replay")
+    return [ProviderEvent(event, email, payload, identity)]
 
 
 def parse_sendgrid(payload: Any) -> list[ProviderEvent]:
     if not isinstance(payload, list):
         raise WebhookRejected(400, "expected a JSON array of events")
+    if len(payload) > MAX_EVENTS:
+        raise WebhookRejected(413, f"more than {MAX_EVENTS} events in one call")
     events = []
     for item in payload:
         if not isinstance(item, dict):
             raise WebhookRejected(400, "expected every event to be a JSON object")
+        if not isinstance(item.get("sg_event_id"), str) or not item["sg_event_id"]:
+            raise WebhookRejected(400, "a SendGrid event without sg_event_id cannot be told from a replay")
         name = str(item.get("event", ""))
         if name == "bounce":
             event = "soft_bounce" if item.get("type") == "blocked" else "hard_bounce"
@@ -153,11 +215,11 @@ def parse_sendgrid(payload: Any) -> list[ProviderEvent]:
             event = "unsubscribe"
         else:
             event = name or "unknown"
-        events.append(ProviderEvent(event, str(item.get("email", "")), item))
+        events.append(ProviderEvent(event, str(item.get("email", "")), item, _identity(item["sg_event_id"])))
     return events
 
 
-def parse_mailgun(payload: Any) -> list[ProviderEvent]:
+def parse_mailgun(payload: Any, token: str) -> list[ProviderEvent]:
     data = payload.get("event-data") if isinstance(payload, dict) else None
     if not isinstance(data, dict):
         raise WebhookRejected(400, "expected an 'event-data' object")
@@ -170,96 +232,114 @@ def parse_mailgun(payload: Any) -> list[ProviderEvent]:
         event = "unsubscribe"
     else:
         event = name or "unknown"
-    return [ProviderEvent(event, str(data.get("recipient", "")), data)]
+    # The token is what Mailgun signs, fresh for every call: a re-signed or concurrent copy carries it too.
+    return [ProviderEvent(event, str(data.get("recipient", "")), data, _identity(token))]
 
 
-def verified_events(provider: str, secret: str, headers: Mapping[str, str], body: bytes,
-                    now: float) -> tuple[list[ProviderEvent], str | None]:
-    """The events in a webhook call after its signature checked out, and the signature (None for
-    Postmark, which signs nothing); WebhookRejected otherwise."""
-    if provider == "postmark":
-        verify_postmark(secret, headers)
-        return parse_postmark(_json(body)), None
-    if provider == "sendgrid":
-        verify_sendgrid(secret, headers, body, now)
-        return parse_sendgrid(_json(body)), headers["x-twilio-email-event-webhook-signature"]
-    payload = _json(body)
-    verify_mailgun(secret, payload, now)
-    return parse_mailgun(payload), payload["signature"]["signature"]
+class Verifier:
+    """One provider's configured secret, read from its own environment variables."""
+
+    def __init__(self, provider: str, config: Config) -> None:
+        self.provider = provider
+        section = getattr(config.webhooks, provider)
+        if provider == "postmark":
+            self.username = _required_env(section.username_env, "postmark", "basic auth user name")
+            self.password = _required_env(section.password_env, "postmark", "basic auth password")
+        elif provider == "sendgrid":
+            self.key = load_sendgrid_key(_required_env(section.public_key_env, "sendgrid", "verification key"),
+                                         section.public_key_env)
+        else:
+            self.signing_key = _required_env(section.signing_key_env, "mailgun", "signing key")
+
+    def events(self, headers: Mapping[str, str], body: bytes, now: float) -> list[ProviderEvent]:
+        """The events in a webhook call after its signature checked out; WebhookRejected otherwise."""
+        if self.provider == "postmark":
+            verify_postmark(self.username, self.password, headers)
+            return parse_postmark(_json(body))
+        if self.provider == "sendgrid":
+            verify_sendgrid(self.key, headers, body, now)
+            return parse_sendgrid(_json(body))
+        payload = _json(body)
+        token = verify_mailgun(self.signing_key, payload, now)
+        return parse_mailgun(payload, token)
 
 
-class SeenSignatures:
-    """Signatures already applied within the freshness window, so a replayed or retried call
-    within it is answered without counting its bounces twice (kept in this process only)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def __contains__(self, signature: str) -> bool:
-        with self._lock:
-            return signature in self._seen
-
-    def add(self, signature: str, now: float) -> None:
-        with self._lock:
-            self._seen[signature] = now
-            if len(self._seen) > 10_000:
-                horizon = now - 2 * MAX_SKEW_SECONDS
-                self._seen = {s: t for s, t in self._seen.items() if t > horizon}
+def _required_env(env_name: str, provider: str, what: str) -> str:
+    value = os.environ.get(env_name, "")
+    if not value:
+        raise ConfigError(f"environment variable {env_name} is not set; it holds the {provider} webhook's {what} "
+                          f"([webhooks.{provider}])")
+    return value
 
 
 _BOUNCE_KINDS: dict[str, BounceKind] = {"hard_bounce": "hard", "soft_bounce": "soft", "complaint": "complaint"}
 
 
-def apply(conn: sa.Connection, provider: str, events: list[ProviderEvent], soft_limit: int) -> int:
-    """Record every event; suppress on hard bounces, complaints, unsubscribes. Returns how many suppressed."""
-    suppressed = 0
+def first_time(conn: sa.Connection, provider: str, identity: str) -> bool:
+    """Claim an event's identity; False when it was applied before (or is being applied right now:
+    the unique key makes a concurrent copy wait for the first and then find it)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    inserted = conn.execute(dialect.insert(schema.webhook_events).values(
+        provider=provider, event_key=identity, received_at=utcnow()).on_conflict_do_nothing()
+        .returning(schema.webhook_events.c.event_key)).first()
+    return inserted is not None
+
+
+@dataclass
+class Applied:
+    recorded: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+
+
+def apply(conn: sa.Connection, provider: str, events: list[ProviderEvent], soft_limit: int) -> Applied:
+    """Record every new event; suppress on hard bounces, complaints, unsubscribes. Events seen
+    before are skipped. Call inside one transaction, so an event and its identity commit together."""
+    applied = Applied()
     for event in events:
+        if not first_time(conn, provider, event.identity):
+            applied.duplicates += 1
+            continue
+        applied.recorded += 1
         if not event.email:
             record_event(conn, event.kind, None, provider, event.detail)
         elif event.kind in _BOUNCE_KINDS:
-            suppressed += record_bounce(conn, event.email, _BOUNCE_KINDS[event.kind], provider, event.detail,
-                                        soft_limit)
+            applied.suppressed += record_bounce(conn, event.email, _BOUNCE_KINDS[event.kind], provider,
+                                                event.detail, soft_limit)
         elif event.kind == "unsubscribe":
             record_event(conn, "unsubscribe", event.email, provider, event.detail)
             suppress(conn, event.email, "unsubscribed", f"unsubscribed at {provider}")
-            suppressed += 1
+            applied.suppressed += 1
         else:
             record_event(conn, event.kind, event.email, provider, event.detail)
-    return suppressed
+    return applied
 
 
 class Webhooks:
+    """The `/webhooks/{provider}` route. Built at start: a configured provider whose variables
+    are missing stops `serve` with a ConfigError rather than refusing every call later."""
+
     def __init__(self, config: Config, engine: sa.Engine) -> None:
         self.config = config
         self.engine = engine
-        self.seen = SeenSignatures()
+        self.verifiers = {p: Verifier(p, config) for p in PROVIDERS if getattr(config.webhooks, p) is not None}
 
     async def handle(self, request: Request) -> JSONResponse:
-        provider = request.path_params["provider"]
-        if provider not in PROVIDERS:
-            return JSONResponse({"error": f"unknown provider; expected one of {', '.join(PROVIDERS)}"},
-                                status_code=404)
-        env_name = self.config.transport.webhook_secret_env
-        secret = os.environ.get(env_name, "") if env_name else ""
-        if not secret:
-            log.error("webhook from %s refused: transport.webhook_secret_env names no set variable", provider)
-            return JSONResponse({"error": "webhooks are not configured"}, status_code=403)
+        verifier = self.verifiers.get(request.path_params["provider"])
+        if verifier is None:
+            return JSONResponse({"error": "no webhook here"}, status_code=404)
+        provider = verifier.provider
         body = await request.body()
-        now = time.time()
         try:
-            events, signature = verified_events(provider, secret, request.headers, body, now)
+            events = verifier.events(request.headers, body, time.time())
         except WebhookRejected as exc:
             log.warning("webhook from %s refused: %s", provider, exc)
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        if signature is not None and signature in self.seen:
-            return JSONResponse({"recorded": 0, "suppressed": 0, "duplicate": True})
 
-        def work() -> int:
+        def work() -> Applied:
             with self.engine.begin() as conn:
                 return apply(conn, provider, events, self.config.transport.soft_bounce_limit)
 
-        suppressed = await run_in_threadpool(work)
-        if signature is not None:
-            self.seen.add(signature, now)
-        return JSONResponse({"recorded": len(events), "suppressed": suppressed})
+        applied = await run_in_threadpool(work)
+        return JSONResponse({"recorded": applied.recorded, "duplicates": applied.duplicates,
+                             "suppressed": applied.suppressed})

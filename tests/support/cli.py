@@ -12,7 +12,7 @@ from typing import Any
 
 def run_cli(*args: str, config: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key", **(env or {})}
+    full_env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl", **(env or {})}
     cmd = [sys.executable, "-m", "newsletter"]
     if config is not None:
         cmd += ["--config", str(config)]

@@ -22,7 +22,7 @@ class Served:
     def __init__(self, config: Path, port: int, env: dict[str, str] | None = None) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log = config.parent / "serve.log"
-        full_env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key", **(env or {})}
+        full_env = {**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl", **(env or {})}
         self._log_file = open(self.log, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "newsletter", "--config", str(config), "serve", "--host", "127.0.0.1",

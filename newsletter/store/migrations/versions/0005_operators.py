@@ -1,7 +1,7 @@
 """operators, console sessions and the audit log
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0004
 """
 
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0005'
-down_revision = '0001'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,58 @@
+"""Terminal-safe output: the one place every command prints through.
+
+Names, titles, URLs and error messages come from subscribers, publishers and remote servers.
+Printed as they are, `[link=...]` or `[/bold]` would be Rich markup (a clickable link to
+anywhere, or a crash), and ESC, BEL or a bidi override would drive the operator's terminal.
+So: no markup, emoji codes or highlighting is ever read from text, and control characters are
+removed from everything shown; JSON keeps every character but escapes the ones a terminal acts on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from rich.console import Console, JustifyMethod, OverflowMethod
+from rich.style import Style
+from rich.text import Text
+
+# C0 controls but newline and tab, DEL, C1 controls, and the invisible bidi and line controls
+# that reorder or hide what the terminal shows.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# In JSON: the same set, beyond what json.dumps already escapes (it escapes C0 itself).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text: object) -> str:
+    """`text` with every control character removed: safe to show on a terminal."""
+    return _UNSAFE.sub("", str(text))
+
+
+def styled(text: object, style: str) -> Text:
+    """Untrusted text shown in a style of ours, never as markup."""
+    return Text(clean(text), style=style)
+
+
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """JSON with non-ASCII kept readable but every character a terminal acts on escaped."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False, default=str)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+class SafeConsole(Console):
+    """A Rich console that reads no markup, emoji or highlighting from strings and strips control
+    characters from them, in `print` and in every table cell alike."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(markup=False, emoji=False, highlight=False, **kwargs)
+
+    def render_str(self, text: str, *, style: str | Style = "", justify: JustifyMethod | None = None,
+                   overflow: OverflowMethod | None = None, emoji: bool | None = None, markup: bool | None = None,
+                   highlight: bool | None = None, highlighter: Any = None) -> Text:
+        return Text(clean(text), style=style, justify=justify, overflow=overflow)
+
+
+def error_line(message: object) -> str:
+    """The one-line `newsletter: error: ...` a command prints on stderr for a failure."""
+    return "newsletter: error: " + clean(message).replace("\n", " ")
