@@ -31,6 +31,7 @@ from tests.support.serve import Served, free_port
 from tests.support.smtpd import SMTPServer
 
 PASSWORD = "correct horse battery staple"
+KEY = "test-secret-key-0123456789abcdefghijkl"  # what tests.support.serve gives `serve`
 READERS = [f"reader-{i:02d}@example.net" for i in range(24)]
 EDITOR_ADDRESS = "editor@example.org"
 
@@ -38,14 +39,19 @@ EDITOR_ADDRESS = "editor@example.org"
 def add_operator(config: Path, name: str, role: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(config), "operators", "add", name,
                            "--role", role], input=PASSWORD + "\n", capture_output=True, text=True,
-                          env={**os.environ, "NEWSLETTER_SECRET_KEY": "test-secret-key"}, timeout=120)
+                          env={**os.environ, "NEWSLETTER_SECRET_KEY": KEY}, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
 
 def write(folder: Path, sqlite_url: str, smtp_port: int) -> Path:
     data = base_config(sqlite_url)
+    # A source that has not been collected yet: the overview lists it all the same.
+    data["sources"] = [{"name": "crime-briefs-en", "kind": "wordpress", "url": "https://briefs.example.org",
+                        "language": "en"}]
     data["editions"] = [{"name": "daily-en", "language": "en", "title": "Crime Briefs Daily",
                          "schedule": "0 7 * * *", "timezone": "America/Bogota"}]
+    # The test client stands in for a TLS-terminating proxy on loopback.
+    data["web"] = {"trusted_proxies": ["127.0.0.1"]}
     # Slow enough (3 messages a second) that a person can press pause while it sends.
     data["transport"] = {"kind": "smtp", "host": "127.0.0.1", "port": smtp_port, "connections": 1,
                          "rate_per_second": 3.0, "burst": 1, "batch_size": 4}
@@ -129,6 +135,7 @@ def test_sign_in_preview_test_send_now_pause_resume_sign_out(served: Served, smt
         expect(card).to_contain_text("America/Bogota")
         expect(card.locator("dd").nth(2)).to_have_text(re.compile(r"\d{4}-\d\d-\d\d 07:00 America/Bogota"))
         expect(card.locator("dd").nth(3)).to_have_text("2")
+        expect(page.locator("tr", has_text="crime-briefs-en")).to_contain_text("never")
         page.screenshot(path=str(artifacts / "overview.png"), full_page=True)
         check("overview", "/console/")
         check("overview-es", "/console/?lang=es")

@@ -23,8 +23,8 @@ from tests.support.editions import add_brief, add_subscriber
 from tests.support.serve import Served, free_port
 
 PASSWORD = "correct horse battery staple"
-SHARED = "shared-operator-token-5a1e"
-ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key"}
+SHARED = "shared-operator-token-5a1e-0123456789abcdef"
+ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
 
 
 def add_operator(config: Path, name: str, role: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
