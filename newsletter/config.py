@@ -81,12 +81,7 @@ def _name(value: str) -> str | None:
 
 
 def _address(value: str) -> str | None:
-    from email.utils import parseaddr
-
-    _, addr = parseaddr(value)
-    if "@" not in addr or "\n" in value or "\r" in value:
-        return "an email address such as 'Name <news@example.org>'"
-    return None
+    return None if mailbox(value) else "an email address such as 'Name <news@example.org>'"
 
 
 def _language_urls(value: dict[str, str]) -> str | None:
@@ -272,6 +267,7 @@ class Config:
     dkim: DkimConfig
     web: WebConfig
     webhooks: WebhooksConfig = field(default_factory=lambda: WebhooksConfig())
+    bounces: BouncesConfig | None = None
 
     @property
     def root(self) -> Path:
@@ -416,6 +412,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Build a validated Config from parsed TOML (pure: no I/O)."""
     sections = {
         "publication", "store", "sources", "collect", "feed", "editions", "transport", "dkim", "web", "webhooks",
+        "bounces",
     }
     unknown = sorted(set(data) - sections)
     if unknown:
@@ -454,7 +451,169 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         dkim=_build(DkimConfig, "dkim", data.get("dkim", {})),
         web=_build(WebConfig, "web", data.get("web", {})),
         webhooks=_webhooks(data.get("webhooks", {})),
+        bounces=_bounces(data.get("bounces")),
     )
+
+
+# Cross-field rules and what the environment and files must hold: checked by `load`, so no
+# command meets them half-way through its work (a send worker, a rendered mailing).
+
+API_KINDS = ("postmark", "sendgrid", "mailgun")
+
+
+def mailbox(value: str) -> tuple[str, str] | None:
+    """(display name, address) of one mailbox such as 'Name <news@example.org>', or None when
+    it is not exactly one valid address (email-validator, without DNS look-ups)."""
+    from email.errors import HeaderParseError
+    from email.headerregistry import HeaderRegistry
+
+    from email_validator import EmailNotValidError, validate_email
+
+    if not value or "\n" in value or "\r" in value:
+        return None
+    try:
+        header = HeaderRegistry()("To", value)
+    except (HeaderParseError, IndexError, ValueError):
+        return None
+    if header.defects or len(header.addresses) != 1:
+        return None
+    address = header.addresses[0]
+    try:
+        validate_email(address.addr_spec, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return address.display_name, address.addr_spec
+
+
+def sender_domain(config: "Config") -> str:
+    """The domain of [publication].sender's address (validated at load)."""
+    found = mailbox(config.publication.sender)
+    return found[1].rpartition("@")[2] if found else ""
+
+
+def _hostname(value: str) -> str | None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return "a host name such as 'mail.example.org', not an IP literal (relays refuse or score those)"
+    labels = value.split(".")
+    ok = len(value) <= 253 and len(labels) >= 2 and all(
+        label and len(label) <= 63 and label.isascii() and all(c.isalnum() or c == "-" for c in label)
+        and not label.startswith("-") and not label.endswith("-") for label in labels)
+    return None if ok else "a fully qualified host name such as 'mail.example.org'"
+
+
+def transport_secret(t: "TransportConfig") -> str:
+    """The SMTP password or API token the transport uses ('' when it needs none); present, since `load` checked."""
+    if t.kind == "smtp":
+        return os.environ.get(t.password_env, "") if t.username else ""
+    if t.kind in API_KINDS:
+        return os.environ.get(t.api_token_env, "")
+    return ""
+
+
+def check_addresses(publication: Publication) -> None:
+    for key in ("sender", "reply_to", "unsubscribe_mailto"):
+        value = getattr(publication, key)
+        if (value or key == "sender") and mailbox(value) is None:
+            raise ConfigError(f"publication.{key} = {value!r}: expected one valid email address such as "
+                              f"'Name <news@example.org>' or 'news@example.org'")
+
+
+def check_transport(config: "Config", environ: Mapping[str, str]) -> None:
+    """TLS modes, credentials present in the environment, provider fields, EHLO name, CA and client certificates."""
+    t = config.transport
+    if t.kind == "smtp":
+        if t.starttls and t.ssl:
+            raise ConfigError("transport.starttls and transport.ssl are both true: expected one of them "
+                              "(starttls upgrades a plain connection, ssl is TLS from the start)")
+        if t.username and not t.password_env:
+            raise ConfigError(f"transport.password_env: missing; expected the name of the environment "
+                              f"variable holding the SMTP password of {t.username!r}")
+        if t.password_env and not t.username:
+            raise ConfigError(f"transport.username: missing; expected the SMTP login that the password in "
+                              f"{t.password_env} belongs to")
+        if t.username and not environ.get(t.password_env):
+            raise ConfigError(f"transport.password_env = {t.password_env!r}: the environment variable "
+                              f"{t.password_env} is not set; expected it to hold the SMTP password of {t.username!r}")
+        if t.ehlo_name and (expected := _hostname(t.ehlo_name)):
+            raise ConfigError(f"transport.ehlo_name = {t.ehlo_name!r}: expected {expected}")
+        if not t.ehlo_name and (expected := _hostname(sender_domain(config))):
+            raise ConfigError(f"transport.ehlo_name: missing, and the sender's domain {sender_domain(config)!r} "
+                              f"cannot stand in for it; expected {expected}")
+        _check_tls_files(config)
+    elif t.kind in API_KINDS:
+        if not t.api_token_env:
+            raise ConfigError(f"transport.api_token_env: missing; expected the name of the environment variable "
+                              f"holding the {t.kind} API token")
+        if not environ.get(t.api_token_env):
+            raise ConfigError(f"transport.api_token_env = {t.api_token_env!r}: the environment variable "
+                              f"{t.api_token_env} is not set; expected it to hold the {t.kind} API token")
+        if t.kind == "mailgun" and not t.domain:
+            raise ConfigError("transport.domain: missing; expected the Mailgun sending domain, e.g. 'mg.example.org'")
+
+
+def _check_tls_files(config: "Config") -> None:
+    import ssl
+
+    from newsletter.send.smtp import tls_context
+
+    t = config.transport
+    tls_keys = [k for k in ("ca_file", "client_cert", "client_key") if getattr(t, k)]
+    if tls_keys and not (t.starttls or t.ssl):
+        raise ConfigError(f"transport.{tls_keys[0]} = {getattr(t, tls_keys[0])!r}: set, but neither transport.starttls "
+                          f"nor transport.ssl is true; expected one of them, or no TLS files")
+    if t.client_key and not t.client_cert:
+        raise ConfigError(f"transport.client_cert: missing; expected the PEM certificate that goes with "
+                          f"transport.client_key = {t.client_key!r}")
+    for key in tls_keys:
+        path = config.resolve(getattr(t, key))
+        if not path.is_file():
+            raise ConfigError(f"transport.{key} = {getattr(t, key)!r}: cannot read {path}; expected a PEM file")
+    ca = config.resolve(t.ca_file) if t.ca_file else None
+    try:
+        tls_context(ca, None)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"transport.ca_file = {t.ca_file!r}: not a PEM bundle of CA certificates ({exc})") from exc
+    if t.client_cert:
+        key = config.resolve(t.client_key) if t.client_key else None
+        try:
+            tls_context(None, (config.resolve(t.client_cert), key))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(f"transport.client_cert = {t.client_cert!r}, transport.client_key = {t.client_key!r}: "
+                              f"expected a PEM certificate and its unencrypted private key ({exc})") from exc
+
+
+def check_dkim(config: "Config") -> None:
+    """All three keys or none; the key readable, an RSA private key in PEM, able to sign (rsa-sha256)."""
+    import dkim
+
+    settings = config.dkim
+    given = [k for k in ("selector", "domain", "private_key_path") if getattr(settings, k)]
+    if not given:
+        return
+    missing = [k for k in ("selector", "domain", "private_key_path") if not getattr(settings, k)]
+    if missing:
+        raise ConfigError(f"dkim.{missing[0]}: missing; expected dkim.selector, dkim.domain and "
+                          f"dkim.private_key_path all set to sign messages, or none of them")
+    if expected := _hostname(settings.domain):
+        raise ConfigError(f"dkim.domain = {settings.domain!r}: expected {expected}")
+    path = config.resolve(settings.private_key_path)
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: cannot read {path}: "
+                          f"{exc.strerror}") from exc
+    probe = b"From: a@example.org\r\nSubject: probe\r\n\r\nprobe\r\n"
+    try:
+        dkim.sign(probe, settings.selector.encode(), settings.domain.encode(), key)
+    except (dkim.DKIMException, ValueError, TypeError, IndexError) as exc:
+        raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: expected an RSA private key "
+                          f"in PEM of 1024 bits or more (messages are signed rsa-sha256): {exc}") from exc
 
 
 def config_path(explicit: str | None) -> Path:
@@ -473,6 +632,10 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     config = parse(data, path)
     check_secrets(config)
+    check_addresses(config.publication)
+    check_transport(config, os.environ)
+    check_dkim(config)
+    check_bounces(config, os.environ)
     return config
 
 
@@ -624,3 +787,58 @@ def check_secrets(config: Config) -> None:
             from newsletter.web.webhooks import load_sendgrid_key
 
             load_sendgrid_key(value, config.webhooks.sendgrid.public_key_env)
+
+
+BOUNCE_MAILBOX_KINDS = ("imap", "maildir")
+BOUNCE_TLS_MODES = ("ssl", "starttls", "none")
+
+
+@dataclass(frozen=True)
+class BouncesConfig:
+    """Where SMTP bounces and complaints arrive, and the VERP envelope sender that leads them there."""
+
+    # `local@domain`: each SMTP copy's Return-Path is `local+TOKEN@domain`, which must reach the mailbox.
+    return_path: str = field(metadata=check(lambda v: _address(v) or (
+        "a bare address such as 'bounces@newsletter.example.org' (no name, no '+')"
+        if "<" in v or "+" in v.partition("@")[0] else None)))
+    kind: str = field(metadata=check(_one_of(*BOUNCE_MAILBOX_KINDS)))
+    # maildir: the Maildir folder a local alias delivers the return path's mail into.
+    path: str = ""
+    # imap:
+    host: str = ""
+    port: int = field(default=993, metadata=check(_port))
+    tls: str = field(default="ssl", metadata=check(_one_of(*BOUNCE_TLS_MODES)))
+    username: str = ""
+    password_env: str = ""
+    mailbox: str = "INBOX"
+    # Processed messages are moved here (created when missing); what is left for a person stays.
+    processed_folder: str = "Processed"
+    # A PEM bundle of CA certificates trusted in addition to the system's (a private server's CA).
+    ca_file: str = ""
+    timeout_seconds: float = field(default=30.0, metadata=check(_positive))
+    # Messages read per fetch at most: a flood is worked off over several cycles.
+    max_messages: int = field(default=1000, metadata=check(_positive))
+
+
+def _bounces(data: Any) -> BouncesConfig | None:
+    if data is None:
+        return None
+    bounces = _build(BouncesConfig, "bounces", data)
+    if bounces.kind == "maildir" and not bounces.path:
+        raise ConfigError("bounces.path: missing; expected the Maildir folder the bounce address delivers into")
+    if bounces.kind == "imap":
+        for key in ("host", "username", "password_env"):
+            if not getattr(bounces, key):
+                raise ConfigError(f"bounces.{key}: missing; expected it with kind = \"imap\"")
+        if bounces.tls == "none" and bounces.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"bounces.tls = 'none': expected 'ssl' or 'starttls' for {bounces.host!r}, since "
+                              "the mailbox password would cross the network in clear")
+    return bounces
+
+
+def check_bounces(config: Config, environ: Mapping[str, str]) -> None:
+    """The IMAP bounce mailbox's password is in the environment before anything runs."""
+    bounces = config.bounces
+    if bounces is not None and bounces.kind == "imap" and not environ.get(bounces.password_env):
+        raise ConfigError(f"bounces.password_env = {bounces.password_env!r}: the environment variable "
+                          f"{bounces.password_env} is not set; expected it to hold the bounce mailbox's password")

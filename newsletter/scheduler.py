@@ -24,6 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from newsletter import editions, locks, mailings, operations
+from newsletter.bounces.fetch import fetch as fetch_bounces
 from newsletter.collect import collect_all
 from newsletter.config import Config, EditionConfig
 from newsletter.errors import LockedError, NewsletterError
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # Exit codes of `run --once`, for cron and monitors (documented in the README).
 EXIT_OK = 0
-EXIT_SOURCES = 3  # a source could not be collected, or the feeds could not be built
+EXIT_SOURCES = 3  # a source could not be collected, the feeds could not be built, or the bounce mailbox read
 EXIT_SENDING = 4  # a send failed or a mailing is paused
 EXIT_BOTH = 5
 
@@ -73,12 +74,17 @@ class RunReport:
     collect_skipped: str | None = None  # why collecting was skipped (another process is collecting)
     editions: list[EditionOutcome] = field(default_factory=list)
     sends: list[SendOutcome] = field(default_factory=list)
+    bounces: dict[str, Any] | None = None  # the bounce mailbox's fetch summary, when [bounces] is set
+    bounce_error: str | None = None
 
     @property
     def source_failures(self) -> list[str]:
+        """What could not be read: sources, the feeds they feed, and the bounce mailbox."""
         failures = [f"source {s['name']}: {s['error']}" for s in self.sources if s.get("error")]
         if self.feed_error:
             failures.append(f"feeds: {self.feed_error}")
+        if self.bounce_error:
+            failures.append(f"bounces: {self.bounce_error}")
         return failures
 
     @property
@@ -140,6 +146,21 @@ class Job:
         except LockedError as exc:
             report.collect_skipped = str(exc)
             log.info("lock held elsewhere", extra={"lock": "collect", "detail": str(exc)})
+
+    def fetch_bounces(self, report: RunReport) -> None:
+        """Read the bounce mailbox, when there is one, before deciding who gets the next copies."""
+        if self.config.bounces is None:
+            return
+        try:
+            summary = fetch_bounces(self.config, self.engine)
+        except NewsletterError as exc:
+            report.bounce_error = str(exc)
+            log.error("bounce mailbox failed", extra={"detail": str(exc)})
+            return
+        report.bounces = summary.as_dict()
+        if summary.errors:
+            report.bounce_error = f"{len(summary.errors)} message(s) not processed; first: {summary.errors[0]}"
+        log.info("bounces fetched", extra={"read": summary.read, "suppressed": summary.suppressed})
 
     def due(self, edition: EditionConfig, now: datetime) -> datetime | None:
         """The edition's slot to run now, if any (see `slots.due_slot`).
@@ -242,6 +263,7 @@ class Job:
         """Collect, build the feeds, create what is due, send everything unfinished."""
         report = RunReport()
         self.collect(report)
+        self.fetch_bounces(report)
         now = now or self.clock()
         for edition in self.config.editions:
             self.run_edition(edition.name, report, now)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -92,4 +92,47 @@ def gather(config: Config, engine: sa.Engine, *, mailing_limit: int | None = Non
             "next_due_at": _iso(next_due(e, now)),
             "waiting_briefs": waiting[e.name],
         })
-    return {"sources": sources, "editions": edition_list, "mailings": mailing_list}
+    with engine.connect() as conn:
+        late = late_bounces(conn)
+        recent_bounces = bounce_events(conn, now - BOUNCE_WINDOW)
+    for m in mailing_list:
+        m["late_bounces"] = late.get(m["id"], 0)
+    return {"sources": sources, "editions": edition_list, "mailings": mailing_list, "bounces": recent_bounces}
+
+
+BOUNCE_WINDOW = timedelta(days=30)
+_BOUNCE_EVENTS = ("hard_bounce", "soft_bounce", "complaint")
+
+
+def bounce_source(provider: str | None) -> str:
+    """Where a bounce or complaint came from, in an operator's words."""
+    if provider == "mailbox":
+        return "bounce mailbox"
+    if provider == "smtp":
+        return "SMTP answer"
+    return f"{provider} (webhook or API answer)" if provider else "-"
+
+
+def late_bounces(conn: sa.Connection) -> dict[int, int]:
+    """Per mailing, the bounces and complaints the bounce mailbox reported after the relay took the copy."""
+    r = schema.bounce_reports
+    return dict(conn.execute(
+        sa.select(r.c.mailing_id, sa.func.count()).where(r.c.mailing_id.is_not(None),
+                                                          r.c.kind.in_(("hard", "soft", "complaint")))
+        .group_by(r.c.mailing_id)).all())
+
+
+def bounce_events(conn: sa.Connection, since: datetime) -> dict[str, Any]:
+    """Bounces and complaints since `since`: counts by kind and source, and the newest twenty."""
+    e = schema.events
+    recent = e.c.kind.in_(_BOUNCE_EVENTS) & (e.c.at >= since)
+    counts: dict[str, dict[str, int]] = {}
+    for kind, provider, count in conn.execute(
+            sa.select(e.c.kind, e.c.provider, sa.func.count()).where(recent).group_by(e.c.kind, e.c.provider)):
+        by_source = counts.setdefault(kind, {})
+        source = bounce_source(provider)
+        by_source[source] = by_source.get(source, 0) + count
+    newest = [{"at": _iso(row.at), "kind": row.kind, "email": row.email, "source": bounce_source(row.provider)}
+              for row in conn.execute(sa.select(e.c.at, e.c.kind, e.c.email, e.c.provider).where(recent)
+                                      .order_by(e.c.at.desc(), e.c.id.desc()).limit(20))]
+    return {"since": _iso(since), "counts": counts, "newest": newest}

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from newsletter.digest import MailingContent
+from newsletter.errors import TransportError
 from newsletter.send.dispatch import send_mailing
-from newsletter.store import schema
+from newsletter.send.smtp import tls_context
+from newsletter.send.testcopy import send_test
+from newsletter.store import open_store, schema
 from tests.support.sending import delivery, mailing, make_mailing, send_config, states
 from tests.support.smtpd import Behaviour, SMTPServer, self_signed
+from tests.support.tlsca import TestCA
 
 
 @pytest.fixture(autouse=True)
@@ -80,11 +86,10 @@ def test_dropped_connections_are_reopened_without_losing_or_doubling(tmp_path: P
 
 def test_starttls_and_login(tmp_path: Path, engine: sa.Engine, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     context, cert = self_signed(tmp_path)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
     with SMTPServer(tls=context, login=("sender", "s3cret")) as server:
         config, _ = send_config(tmp_path, store_url, kind="smtp", port=server.port, starttls=True,
-                                username="sender", password_env="TEST_SMTP_PASSWORD")
+                                username="sender", password_env="TEST_SMTP_PASSWORD", ca_file=str(cert))
         mailing_id = make_mailing(config, engine, emails(5))
         summary = send_mailing(config, engine, mailing_id, worker="test")
     assert summary.sent == 5
@@ -93,19 +98,16 @@ def test_starttls_and_login(tmp_path: Path, engine: sa.Engine, store_url: str, m
 
 def test_wrong_password_pauses_the_mailing_and_fails_nobody(tmp_path: Path, sqlite_url: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from newsletter.store import open_store
-
     context, cert = self_signed(tmp_path)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
     engine = open_store(sqlite_url)
     with SMTPServer(tls=context, login=("sender", "s3cret")) as server:
         config, _ = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, starttls=True,
-                                username="sender", password_env="TEST_SMTP_PASSWORD")
+                                username="sender", password_env="TEST_SMTP_PASSWORD", ca_file=str(cert))
         mailing_id = make_mailing(config, engine, emails(5))
         summary = send_mailing(config, engine, mailing_id, worker="test")
     assert summary.status == "paused"
-    assert "login as 'sender' refused" in summary.paused_reason
+    assert "login as 'sender' refused" in summary.paused_reason and "transport.password_env" in summary.paused_reason
     assert set(states(engine, mailing_id).values()) == {"pending"}
     assert server.recorder.messages == []
 
@@ -147,3 +149,55 @@ def test_a_4xx_that_outlasts_the_retries_is_a_soft_bounce_until_the_limit_suppre
         others = conn.execute(sa.select(s.c.soft_bounces).where(s.c.email != "full@example.net")).scalars().all()
     assert (status, reason) == ("bounced", "soft_bounce_limit")
     assert others == [0, 0, 0]
+
+
+def test_ehlo_is_the_senders_domain_unless_ehlo_name_says_otherwise(tmp_path: Path, sqlite_url: str) -> None:
+    engine = open_store(sqlite_url)
+    with SMTPServer() as server:
+        config, _ = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, connections=1)
+        send_mailing(config, engine, make_mailing(config, engine, emails(2)), worker="test")
+        config, _ = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, connections=1,
+                                ehlo_name="relay-client.example.org")
+        send_test(config, MailingContent.from_row(mailing(engine, 1)), "one@example.net")
+    # base_config's sender is news@example.org; never an IP literal, whatever this host is called.
+    assert server.recorder.ehlo_names == ["example.org", "relay-client.example.org"]
+    engine.dispose()
+
+
+def test_ca_file_adds_to_the_system_trust_rather_than_replacing_it(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path / "ca")
+    system = ssl.create_default_context().cert_store_stats()["x509_ca"]
+    assert tls_context(ca.cert).cert_store_stats()["x509_ca"] == system + 1
+
+
+def test_starttls_to_a_relay_of_a_private_ca_that_wants_a_client_certificate(tmp_path: Path, sqlite_url: str) -> None:
+    ca = TestCA(tmp_path / "ca")
+    issued, client = ca.server(), ca.client("newsletter.example.org")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(issued.cert, issued.key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(ca.cert)
+    engine = open_store(sqlite_url)
+    with SMTPServer(tls=context) as server:
+        config, _ = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, starttls=True, connections=1,
+                                ca_file=str(ca.cert), client_cert=str(client.cert), client_key=str(client.key))
+        summary = send_mailing(config, engine, make_mailing(config, engine, emails(3)), worker="test")
+        # Without ca_file the relay's certificate is not trusted, and the error says what to set.
+        config, _ = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, starttls=True, connections=1)
+        with pytest.raises(TransportError, match="not trusted.*set transport.ca_file"):
+            send_test(config, MailingContent.from_row(mailing(engine, 1)), "one@example.net")
+    assert summary.sent == 3
+    assert {dict(x[0] for x in p["subject"])["commonName"] for p in server.recorder.peer_certs} == {
+        "newsletter.example.org"}
+    engine.dispose()
+
+
+def test_starttls_asked_of_a_relay_without_it_names_the_setting(tmp_path: Path, sqlite_url: str) -> None:
+    engine = open_store(sqlite_url)
+    with SMTPServer() as server:
+        config, _ = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, starttls=True, connections=1)
+        summary = send_mailing(config, engine, make_mailing(config, engine, emails(2)), worker="test")
+    assert summary.status == "paused"
+    assert "does not offer STARTTLS; set transport.starttls = false" in summary.paused_reason
+    assert set(states(engine, summary.mailing_id).values()) == {"pending"}
+    engine.dispose()

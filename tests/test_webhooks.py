@@ -43,7 +43,7 @@ def serve(tmp_path: Path, store_url: str, provider: str) -> Served:
     data["transport"] = {"kind": provider, "api_token_env": "UNUSED_API_TOKEN", "domain": "mg.example.org",
                          "soft_bounce_limit": 2}
     data["webhooks"] = {provider: SECTIONS[provider]}
-    return Served(write_config(tmp_path, data), free_port(), env=ENV)
+    return Served(write_config(tmp_path, data), free_port(), env={**ENV, "UNUSED_API_TOKEN": "unused"})
 
 
 @pytest.fixture

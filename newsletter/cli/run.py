@@ -27,6 +27,10 @@ def _print(ctx: Context, report: RunReport) -> None:
         ctx.out.print(f"collect skipped: {report.collect_skipped}", markup=False, highlight=False)
     elif not report.feed_error:
         ctx.out.print(f"feeds: {report.feeds} file(s)", markup=False, highlight=False)
+    if report.bounces is not None:
+        b = report.bounces
+        ctx.out.print(f"bounces: {b['read']} read, {b['kinds']['hard']} hard, {b['kinds']['soft']} soft, "
+                      f"{b['kinds']['complaint']} complaints, {b['suppressed']} suppressed", markup=False, highlight=False)
     for e in report.editions:
         text = {"not-due": "not due", "no-news": f"slot {e.slot}: no new briefs, no mailing",
                 "created": f"slot {e.slot}: mailing {e.mailing_id} created",

@@ -68,16 +68,22 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             str(e["waiting_briefs"]),
         )
     mailings = Table(title="Mailings")
-    for column in ("id", "edition", "status", "briefs", "pending", "sent", "failed", "suppressed", "created"):
+    for column in ("id", "edition", "status", "briefs", "pending", "sent", "failed", "suppressed", "late bounces",
+                   "created"):
         mailings.add_column(column)
     for m in report["mailings"]:
         d = m["deliveries"]
         status_text = m["status"] + (f" ({m['paused_reason']})" if m["paused_reason"] else "")
         mailings.add_row(
             str(m["id"]), m["edition"], status_text, str(m["briefs"]), str(d["pending"] + d["sending"]),
-            str(d["sent"]), str(d["failed"]), str(d["suppressed"]), m["created_at"],
+            str(d["sent"]), str(d["failed"]), str(d["suppressed"]), str(m["late_bounces"]), m["created_at"],
         )
-    for table in (sources, editions, mailings):
+    bounces = Table(title=f"Bounces and complaints since {_minute(report['bounces']['since'])}")
+    for column in ("when", "kind", "address", "source"):
+        bounces.add_column(column)
+    for b in report["bounces"]["newest"]:
+        bounces.add_row(_minute(b["at"]), b["kind"].replace("_", " "), b["email"] or "", b["source"])
+    for table in (sources, editions, mailings, bounces):
         ctx.out.print(table)
     return 0
 

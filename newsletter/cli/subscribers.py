@@ -12,6 +12,7 @@ import rich.progress
 from newsletter.cli.context import Context
 from newsletter.cli.output import clean, error_line, json_text
 from newsletter.errors import SubscriberError
+from newsletter.status import bounce_source
 from newsletter.subscribers import csvfile, registry
 from newsletter.subscribers.address import normalise
 from newsletter.subscribers.profile import Vocabulary, split_list
@@ -147,5 +148,5 @@ def show(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out.print(f"consent: {c['action']} at {c['at']} ip={c['ip'] or '-'} form={c['form_version'] or '-'}"
                       f"{' confirmed ' + c['confirmed_at'] if c['confirmed_at'] else ''}", highlight=False)
     for e in record["events"]:
-        ctx.out.print(f"event: {e['kind']} at {e['at']} via {e['provider'] or '-'}", highlight=False)
+        ctx.out.print(f"event: {e['kind']} at {e['at']} via {bounce_source(e['provider'])}", highlight=False)
     return 0

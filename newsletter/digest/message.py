@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import dkim
 
 from newsletter import tokens
-from newsletter.config import Config
+from newsletter.config import Config, mailbox
 from newsletter.digest import placeholders
-from newsletter.errors import ConfigError, RenderError
+from newsletter.errors import RenderError
 from newsletter.recipients import Recipient
 from newsletter.sanitize import clean_text
 
@@ -86,6 +86,12 @@ class MessageTemplate:
     headers: Mapping[str, str] = field(default_factory=dict)  # common to every copy, unencoded
 
 
+def message_id_digest(key: bytes, mailing_id: int, who: str) -> str:
+    """The keyed hash in a delivery's Message-ID (`who`: the subscriber id, or the address of a
+    copy to no subscriber): stable across retries, and a bounce quoting it proves which copy it was."""
+    return hmac.digest(key, f"message-id\0{mailing_id}\0{who}".encode(), "sha256").hex()
+
+
 class MessageFactory:
     """Builds each recipient's complete message from one rendered mailing.
 
@@ -104,7 +110,7 @@ class MessageFactory:
         sender_name, sender_address = parseaddr(pub.sender)
         self.envelope_sender = sender_address
         self._domain = sender_address.rpartition("@")[2].lower()
-        self._mailto = _bare_address(pub.unsubscribe_mailto, "publication.unsubscribe_mailto")
+        self._mailto = _bare_address(pub.unsubscribe_mailto)
         self.subject = clean_text(self.mailing.subject)
         title = next((clean_text(e.title) for e in config.editions if e.name == self.mailing.edition), "")
         list_host = urlsplit(self._public_url).hostname or self._domain
@@ -186,8 +192,7 @@ class MessageFactory:
             message_id = f"<test.{self._label}.{secrets.token_hex(12)}@{self._domain}>"
         else:
             who = recipient.email if recipient.id is None else str(recipient.id)
-            digest = hmac.digest(self._key, f"message-id\0{self.mailing.id}\0{who}".encode(), "sha256").hex()
-            message_id = f"<{self.mailing.id}.{digest[:24]}@{self._domain}>"
+            message_id = f"<{self.mailing.id}.{message_id_digest(self._key, self.mailing.id, who)[:24]}@{self._domain}>"
         unsubscribe = f"<{values['unsubscribe_url']}>"
         if self._mailto:
             token = values["unsubscribe_url"].rpartition("/")[2]
@@ -238,13 +243,10 @@ def _encode_header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}\r\n".encode()
 
 
-def _bare_address(value: str, key: str) -> str:
-    if not value:
-        return ""
-    _, address = parseaddr(value)
-    if "@" not in address or any(c.isspace() for c in address):
-        raise ConfigError(f"{key} = {value!r}: expected an email address such as 'unsubscribe@example.org'")
-    return address
+def _bare_address(value: str) -> str:
+    """The address of a mailbox the config already validated (`config.mailbox`), or ''."""
+    found = mailbox(value) if value else None
+    return found[1] if found else ""
 
 
 def _dkim_header_list(present: list[bytes]) -> list[bytes]:
@@ -256,22 +258,19 @@ def _dkim_header_list(present: list[bytes]) -> list[bytes]:
 
 
 def _dkim_signer(config: Config, header_list: list[bytes]):
+    """A signer with the configured key, or None; the config's load proved the key signs (`config.check_dkim`)."""
     settings = config.dkim
-    if not (settings.selector or settings.domain or settings.private_key_path):
+    if not settings.private_key_path:
         return None
-    if not (settings.selector and settings.domain and settings.private_key_path):
-        raise ConfigError("dkim: selector, domain and private_key_path must all be set to sign messages")
     path = config.resolve(settings.private_key_path)
     try:
         key = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: cannot read {path}: {exc.strerror}") from exc
+        raise RenderError(f"dkim.private_key_path = {settings.private_key_path!r}: {path} could be read when the "
+                          f"config loaded and cannot now: {exc.strerror}") from exc
     selector, domain = settings.selector.encode(), settings.domain.encode()
 
     def sign(message: bytes) -> bytes:
-        try:
-            return dkim.sign(message, selector, domain, key, include_headers=header_list)
-        except dkim.DKIMException as exc:
-            raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: cannot sign: {exc}") from exc
+        return dkim.sign(message, selector, domain, key, include_headers=header_list)
 
     return sign

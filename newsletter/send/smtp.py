@@ -4,12 +4,18 @@ Each envelope has one recipient, so a refusal (RCPT or DATA) concerns exactly th
 and is answered one by one: 4xx is worth retrying later, 5xx is final, and a 5xx at RCPT
 (the mailbox does not exist or is refused) is a hard bounce. Parallel connections are the
 dispatcher's business: it runs one transport per worker.
+
+Real relays want a proper EHLO name (never the IP literal smtplib falls back to on a host
+without a dotted name), may sit behind a private CA (trusted in addition to the system's
+CAs, never instead of them) and may ask for a client certificate. When the relay refuses
+something, the error names the setting to change.
 """
 
 from __future__ import annotations
 
 import smtplib
 import ssl
+from pathlib import Path
 from typing import Sequence
 
 from newsletter.errors import TransportError
@@ -32,6 +38,20 @@ def _refusal(envelope: Envelope, code: int, message: bytes | str, stage: str) ->
     )
 
 
+def tls_context(ca_file: Path | None = None, client: tuple[Path, Path | None] | None = None) -> ssl.SSLContext:
+    """The system's trusted CAs, plus those of `ca_file` (a private relay's), plus a client
+    certificate and key (`client`, the key may sit in the certificate's file).
+
+    Raises ssl.SSLError or OSError for a file that is not what it should be.
+    """
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    if client is not None:
+        context.load_cert_chain(client[0], client[1])
+    return context
+
+
 def dot_stuff(message: bytes) -> bytes:
     """RFC 5321 transparency: a line starting with "." gets another; CRLF-terminated, then the end marker.
 
@@ -51,11 +71,12 @@ class SMTPTransport:
     personalises = False
     batch_limit = SMTP_BATCH
 
-    def __init__(self, host: str, port: int, *, starttls: bool = False, implicit_tls: bool = False,
+    def __init__(self, host: str, port: int, *, ehlo_name: str, starttls: bool = False, implicit_tls: bool = False,
                  username: str = "", password: str = "", timeout: float = 30.0,
                  tls_context: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
+        self.ehlo_name = ehlo_name
         self.starttls = starttls
         self.implicit_tls = implicit_tls
         self.username = username
@@ -64,27 +85,49 @@ class SMTPTransport:
         self.tls_context = tls_context or ssl.create_default_context()
         self._conn: smtplib.SMTP | None = None
 
+    def _ehlo(self, conn: smtplib.SMTP, where: str) -> None:
+        code, reply = conn.ehlo(self.ehlo_name)
+        if code != 250:
+            raise TransportError(f"{where}: EHLO {self.ehlo_name} refused: {code} {_text(reply)}; set "
+                                 f"transport.ehlo_name to a name the relay accepts (this host's public name)",
+                                 permanent=500 <= code < 600)
+
     def _connect(self) -> smtplib.SMTP:
         where = f"smtp: {self.host}:{self.port}"
         try:
             if self.implicit_tls:
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                                      context=self.tls_context)
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, local_hostname=self.ehlo_name,
+                                                      timeout=self.timeout, context=self.tls_context)
             else:
-                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            conn.ehlo()
+                conn = smtplib.SMTP(self.host, self.port, local_hostname=self.ehlo_name, timeout=self.timeout)
+            self._ehlo(conn, where)
             if self.starttls:
+                if not conn.has_extn("starttls"):
+                    raise TransportError(f"{where}: the relay does not offer STARTTLS; set transport.starttls = "
+                                         f"false, or transport.ssl = true for a port that speaks TLS from the start",
+                                         permanent=True)
                 conn.starttls(context=self.tls_context)
-                conn.ehlo()
+                self._ehlo(conn, where)
             if self.username:
+                if not conn.has_extn("auth"):
+                    hint = ("remove transport.username, or have the relay offer AUTH" if self.starttls or self.implicit_tls
+                            else "set transport.starttls = true (most relays offer AUTH only over TLS)")
+                    raise TransportError(f"{where}: the relay offers no AUTH; {hint}", permanent=True)
                 conn.login(self.username, self.password)
         except smtplib.SMTPAuthenticationError as exc:
             raise TransportError(f"{where}: login as {self.username!r} refused: {exc.smtp_code} "
-                                 f"{_text(exc.smtp_error)}", permanent=True) from exc
+                                 f"{_text(exc.smtp_error)}; check transport.username and the password in "
+                                 f"transport.password_env", permanent=True) from exc
         except smtplib.SMTPNotSupportedError as exc:
             raise TransportError(f"{where}: {exc}", permanent=True) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise TransportError(f"{where}: the relay's TLS certificate is not trusted ({exc.verify_message}); "
+                                 f"set transport.ca_file to the PEM bundle of the CA that signed it, or "
+                                 f"transport.host to the name on the certificate", permanent=True) from exc
         except ssl.SSLError as exc:
-            raise TransportError(f"{where}: TLS failed: {exc}", permanent=True) from exc
+            raise TransportError(f"{where}: TLS failed: {exc}; check transport.starttls / transport.ssl for "
+                                 f"port {self.port}, and transport.client_cert if the relay wants one",
+                                 permanent=True) from exc
         except smtplib.SMTPResponseException as exc:
             raise TransportError(f"{where}: greeting refused: {exc.smtp_code} {_text(exc.smtp_error)}",
                                  permanent=500 <= exc.smtp_code < 600) from exc

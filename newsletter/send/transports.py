@@ -1,11 +1,16 @@
-"""Open the transport the config names: the only place that knows every kind."""
+"""Open the transport the config names: the only place that knows every kind.
+
+Every rule about the transport's settings (TLS modes, credentials in the environment, provider
+fields, EHLO name, certificate files) was checked when the config loaded
+(`config.check_transport`), so opening one in a send worker cannot fail for a reason the
+config already showed.
+"""
 
 from __future__ import annotations
 
-from newsletter.config import Config, require_secret
-from newsletter.errors import ConfigError
+from newsletter.config import Config, sender_domain, transport_secret
 from newsletter.send.providers import MailgunTransport, PostmarkTransport, SendGridTransport
-from newsletter.send.smtp import SMTPTransport
+from newsletter.send.smtp import SMTPTransport, tls_context
 from newsletter.send.transport import OutboxTransport, Transport
 
 
@@ -18,31 +23,26 @@ def batch_limit(kind: str) -> int:
     return KINDS[kind].batch_limit
 
 
+def _smtp(config: Config) -> SMTPTransport:
+    t = config.transport
+    client = (config.resolve(t.client_cert), config.resolve(t.client_key) if t.client_key else None) \
+        if t.client_cert else None
+    context = tls_context(config.resolve(t.ca_file) if t.ca_file else None, client)
+    return SMTPTransport(t.host, t.port, ehlo_name=t.ehlo_name or sender_domain(config), starttls=t.starttls,
+                         implicit_tls=t.ssl, username=t.username, password=transport_secret(t),
+                         timeout=t.timeout_seconds, tls_context=context)
+
+
 def open_transport(config: Config) -> Transport:
     t = config.transport
     if t.kind == "outbox":
         return OutboxTransport(config.resolve(t.outbox_dir))
     if t.kind == "smtp":
-        if t.starttls and t.ssl:
-            raise ConfigError("transport.starttls and transport.ssl are both true: expected one of them "
-                              "(starttls upgrades a plain connection, ssl is TLS from the start)")
-        password = ""
-        if t.username:
-            if not t.password_env:
-                raise ConfigError(f"transport.password_env: missing; expected the name of the environment "
-                                  f"variable holding the SMTP password of {t.username!r}")
-            password = require_secret(t.password_env, f"holds the SMTP password of {t.username!r}")
-        return SMTPTransport(t.host, t.port, starttls=t.starttls, implicit_tls=t.ssl, username=t.username,
-                             password=password, timeout=t.timeout_seconds)
-    if not t.api_token_env:
-        raise ConfigError(f"transport.api_token_env: missing; expected the name of the environment variable "
-                          f"holding the {t.kind} API token")
-    token = require_secret(t.api_token_env, f"holds the {t.kind} API token")
+        return _smtp(config)
+    token = transport_secret(t)
     common = {"api_url": t.api_url, "timeout": t.timeout_seconds}
     if t.kind == "postmark":
         return PostmarkTransport(token, message_stream=t.message_stream, **common)
     if t.kind == "sendgrid":
         return SendGridTransport(token, **common)
-    if not t.domain:
-        raise ConfigError("transport.domain: missing; expected the Mailgun sending domain, e.g. 'mg.example.org'")
     return MailgunTransport(token, domain=t.domain, **common)

@@ -19,12 +19,13 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Sequence
 
 import sqlalchemy as sa
 
+from newsletter.bounces import verp
 from newsletter.config import Config
 from newsletter.digest import MessageFactory
 from newsletter.errors import NewsletterError, TransportError
@@ -86,9 +87,16 @@ class Worker:
         # Providers take a batch in one call; message transports one envelope at a time, so a
         # stop is heard between any two messages.
         self.step = self.limit if self.transport.personalises else 1
+        # VERP for copies that leave as whole messages (SMTP): a bounce then names its delivery.
+        bounces = self.config.bounces
+        self.return_path = bounces.return_path if bounces and not self.transport.personalises else ""
+        self.verp_key = self.config.secret_key() if self.return_path else b""
 
     def envelope(self, c: Claimed) -> Envelope:
-        return envelope(self.factory, self.template, c.recipient, str(c.id))
+        made = envelope(self.factory, self.template, c.recipient, str(c.id))
+        if self.return_path:
+            made = replace(made, sender=verp.address(self.verp_key, self.return_path, c.id))
+        return made
 
     def hand_over(self, envelopes: Sequence[Envelope]) -> list[Result]:
         """Results for the envelopes handed over, in order: all of them unless a stop came first.

@@ -331,6 +331,30 @@ rate_hits = sa.Table(
     sa.Index("ix_rate_hits_bucket_subject_at", "bucket", "subject", "at"),
 )
 
+# What the bounce mailbox said, one row per message and address it names (auto-replies: address
+# ""), written in the transaction that applies it: a message fetched twice, or by two fetches at
+# once, is applied once.
+bounce_reports = sa.Table(
+    "bounce_reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # The bounce message's Message-ID, else a hash of its bytes.
+    sa.Column("identity", sa.String(300), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    # imap | maildir
+    sa.Column("source", sa.String(16), nullable=False),
+    # hard | soft | complaint | auto_reply
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("mailing_id", sa.Integer, sa.ForeignKey("mailings.id", ondelete="SET NULL")),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id", ondelete="SET NULL")),
+    sa.Column("status", sa.String(16), nullable=False, default=""),
+    sa.Column("detail", sa.Text),
+    sa.UniqueConstraint("identity", "email", name="uq_bounce_reports_identity_email"),
+    sa.Index("ix_bounce_reports_mailing_id", "mailing_id"),
+    sqlite_autoincrement=True,
+)
+
 # People who may use the console and the operator API, each with a role (admin | editor).
 operators = sa.Table(
     "operators",

@@ -43,10 +43,18 @@ class Recorder:
         self.refusals: dict[str, int] = {}
         self.mails = 0
         self.drops = 0
+        self.ehlo_names: list[str] = []  # the name each client greeted with
+        self.peer_certs: list[dict] = []  # client certificates presented over TLS
         self.lock = threading.Lock()
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
         session.host_name = hostname
+        with self.lock:
+            self.ehlo_names.append(hostname)
+            if session.ssl:
+                peer = server.transport.get_extra_info("peercert")
+                if peer:
+                    self.peer_certs.append(peer)
         if self.behaviour.pipelining:
             responses.insert(1, "250-PIPELINING")
         return responses

@@ -1,7 +1,7 @@
 """operators, console sessions and the audit log
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0007
 """
 
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0005'
-down_revision = '0004'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
