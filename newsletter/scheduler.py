@@ -119,6 +119,7 @@ class Job:
         self.worker = worker
         self.clock = clock
         self._sending: set[int] = set()
+        self._again: set[int] = set()  # mailings triggered again while this process sent them
         self._sending_lock = threading.Lock()
         # SIGTERM / Ctrl-C: sends wind down (see send.stop) and no new one starts.
         self.stop = Stop()
@@ -209,24 +210,39 @@ class Job:
     def send(self, mailing_id: int, edition: str, report: RunReport) -> None:
         """Send the mailing's remaining deliveries, unless a thread of this process already is.
 
-        Other processes may send it at the same time: the ledger hands each delivery to one.
+        A trigger that comes while this process sends the mailing is not lost: the sending thread
+        takes one more pass when it finishes (an operator resumed it while the paused send was
+        still winding down). Other processes may send it at the same time: the ledger hands each
+        delivery to one.
         """
         if self.stop.requested:
             return
         with self._sending_lock:
             if mailing_id in self._sending:
+                self._again.add(mailing_id)
                 log.info("already sending", extra={"mailing_id": mailing_id, "edition": edition})
                 return
             self._sending.add(mailing_id)
         try:
-            summary = operations.deliver(self.config, self.engine, mailing_id, worker=self.worker, stop=self.stop)
-        except NewsletterError as exc:
+            while True:
+                summary = operations.deliver(self.config, self.engine, mailing_id, worker=self.worker,
+                                             stop=self.stop)
+                with self._sending_lock:
+                    # Decided under the lock that a new trigger takes, so none falls in between.
+                    if mailing_id not in self._again or self.stop.requested or summary.stopped:
+                        self._sending.discard(mailing_id)
+                        self._again.discard(mailing_id)
+                        break
+                    self._again.discard(mailing_id)
+        except BaseException as exc:
+            with self._sending_lock:
+                self._sending.discard(mailing_id)
+                self._again.discard(mailing_id)
+            if not isinstance(exc, NewsletterError):
+                raise
             report.sends.append(SendOutcome(mailing_id, edition, "error", detail=str(exc)))
             log.error("send failed", extra={"mailing_id": mailing_id, "edition": edition, "detail": str(exc)})
             return
-        finally:
-            with self._sending_lock:
-                self._sending.discard(mailing_id)
         if summary.stopped:
             outcome = SendOutcome(mailing_id, edition, "stopped", summary.sent, summary.failed,
                                   f"{summary.stopped}: {summary.where()}")
