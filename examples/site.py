@@ -4,7 +4,7 @@
 Each language is a WordPress-like site under its own prefix ("" for English, "/es" for
 Spanish), built from a JSON file of REST API posts (with `_embed`):
 
-    {prefix}/wp-json/wp/v2/posts          per_page, page, modified_after, modified_before, include,
+    {prefix}/wp-json/wp/v2/posts          per_page, page, modified_after, modified_before, after, include,
                                            categories, tags, orderby=modified|id, order;
                                            X-WP-Total(Pages); ETag/304; public posts only
     {prefix}/wp-json/wp/v2/posts/<id>     one post; 404 when missing, 401 when not public
@@ -123,6 +123,9 @@ class Site:
         if "modified_after" in query:
             after = _gmt(query["modified_after"])
             selected = [p for p in selected if _gmt(p["modified_gmt"]) > after]
+        if "after" in query:
+            published_after = _gmt(query["after"])
+            selected = [p for p in selected if _gmt(p["date_gmt"]) > published_after]
         if "modified_before" in query:
             before = _gmt(query["modified_before"])
             selected = [p for p in selected if _gmt(p["modified_gmt"]) < before]

@@ -201,12 +201,18 @@ def upsert(conn: sa.Connection, brief: Brief, *, site_url: str, now: datetime | 
         changes["modified_at"] = max(brief.modified_at, stored.modified_at)
     if stored.withdrawn_at is not None and brief.modified_at > stored.withdrawn_at:
         changes.update(withdrawn_at=None, withdrawn_reason=None)
+    # Identity and rank alone are bookkeeping: the brief a reader sees is unchanged.
+    quiet: dict[str, object] = {}
     if stored.post_id is None and brief.post_id is not None:
-        changes.update(site=brief.site or None, post_id=brief.post_id)
-    if not changes:
-        return "unchanged", brief_id
-    conn.execute(b.update().where(b.c.id == brief_id).values(updated_at=now, **changes))
-    return ("updated" if set(changes) - {"site", "post_id"} else "unchanged"), brief_id
+        quiet.update(site=brief.site or None, post_id=brief.post_id)
+    if brief.content_rank > stored.content_rank and not changes:
+        quiet.update(content_rank=brief.content_rank)
+    if changes:
+        conn.execute(b.update().where(b.c.id == brief_id).values(updated_at=now, **changes, **quiet))
+        return "updated", brief_id
+    if quiet:
+        conn.execute(b.update().where(b.c.id == brief_id).values(**quiet))
+    return "unchanged", brief_id
 
 
 def withdraw(conn: sa.Connection, brief_id: int, reason: str, now: datetime | None = None) -> bool:
@@ -237,9 +243,14 @@ def sighted_by(conn: sa.Connection, source: str, *, published_since: datetime) -
 
 
 def brief_of(conn: sa.Connection, source: str, key: str) -> int | None:
-    """The id of the brief a source's item is a sighting of, if stored."""
+    """The id of the brief a source's item is a sighting of, if stored: by its key, else (a page
+    linked under another spelling of its URL) by the key's canonical URL."""
     s = schema.sightings
-    return conn.execute(sa.select(s.c.brief_id).where(s.c.source == source, s.c.key == key)).scalar()
+    found = conn.execute(sa.select(s.c.brief_id).where(s.c.source == source, s.c.key == key)).scalar()
+    if found is not None:
+        return found
+    return conn.execute(sa.select(s.c.brief_id).where(s.c.source == source, s.c.canonical_url == canonical_url(key))
+                        .order_by(s.c.id).limit(1)).scalar()
 
 
 def by_ids(conn: sa.Connection, ids: Sequence[int]) -> list[Brief]:

@@ -239,6 +239,9 @@ class DkimConfig:
     selector: str = ""
     domain: str = ""
     private_key_path: str = ""
+    # An optional second signature, Ed25519-SHA256 (RFC 8463), under its own selector.
+    ed25519_selector: str = ""
+    ed25519_private_key_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -589,12 +592,16 @@ def _check_tls_files(config: "Config") -> None:
 
 
 def check_dkim(config: "Config") -> None:
-    """All three keys or none; the key readable, an RSA private key in PEM, able to sign (rsa-sha256)."""
-    import dkim
+    """All three keys or none; each key readable, a private key in PEM of its algorithm (RSA of 1024
+    bits or more; Ed25519 for the optional second signature)."""
+    from newsletter.digest.dkim import ED25519_SHA256, RSA_SHA256, DkimKeyError, load_key
 
     settings = config.dkim
     given = [k for k in ("selector", "domain", "private_key_path") if getattr(settings, k)]
     if not given:
+        if settings.ed25519_selector or settings.ed25519_private_key_path:
+            raise ConfigError("dkim.ed25519_selector: an Ed25519 signature is a second signature; expected "
+                              "dkim.selector, dkim.domain and dkim.private_key_path (RSA) set too")
         return
     missing = [k for k in ("selector", "domain", "private_key_path") if not getattr(settings, k)]
     if missing:
@@ -602,18 +609,21 @@ def check_dkim(config: "Config") -> None:
                           f"dkim.private_key_path all set to sign messages, or none of them")
     if expected := _hostname(settings.domain):
         raise ConfigError(f"dkim.domain = {settings.domain!r}: expected {expected}")
-    path = config.resolve(settings.private_key_path)
-    try:
-        key = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: cannot read {path}: "
-                          f"{exc.strerror}") from exc
-    probe = b"From: a@example.org\r\nSubject: probe\r\n\r\nprobe\r\n"
-    try:
-        dkim.sign(probe, settings.selector.encode(), settings.domain.encode(), key)
-    except (dkim.DKIMException, ValueError, TypeError, IndexError) as exc:
-        raise ConfigError(f"dkim.private_key_path = {settings.private_key_path!r}: expected an RSA private key "
-                          f"in PEM of 1024 bits or more (messages are signed rsa-sha256): {exc}") from exc
+    if bool(settings.ed25519_selector) != bool(settings.ed25519_private_key_path):
+        raise ConfigError("dkim.ed25519_selector and dkim.ed25519_private_key_path: expected both set (a second, "
+                          "Ed25519 signature) or neither")
+    keys = [("private_key_path", RSA_SHA256)]
+    if settings.ed25519_private_key_path:
+        keys.append(("ed25519_private_key_path", ED25519_SHA256))
+    for name, algorithm in keys:
+        relative = getattr(settings, name)
+        path = config.resolve(relative)
+        try:
+            load_key(path.read_bytes(), algorithm, "probe")
+        except OSError as exc:
+            raise ConfigError(f"dkim.{name} = {relative!r}: cannot read {path}: {exc.strerror}") from exc
+        except DkimKeyError as exc:
+            raise ConfigError(f"dkim.{name} = {relative!r}: {exc} (messages are signed {algorithm})") from exc
 
 
 def config_path(explicit: str | None) -> Path:
@@ -636,6 +646,8 @@ def load(path: Path) -> Config:
     check_transport(config, os.environ)
     check_dkim(config)
     check_bounces(config, os.environ)
+    for source in config.sources:
+        source.auth()  # a source's login password must be in the environment before any command runs
     return config
 
 

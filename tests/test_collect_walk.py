@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from newsletter.collect import collect_all
 from newsletter.config import load
 from newsletter.store import schema
-from tests.support.cli import run_json
+from tests.support.cli import run_cli, run_json
 from tests.support.configs import base_config, write_config
 from tests.support.fakewp import FakeWordPress, hours_ago
 from tests.support.httpserver import FixtureServer
@@ -94,3 +94,22 @@ def test_a_bad_post_is_skipped_with_its_reason_and_the_rest_stored(tmp_path, sql
     assert reasons[str(control)].startswith("unreadable text: ")
     assert (reasons[str(untitled)], reasons[str(undated)]) == ("no title", "no publication date")
     assert len(good) == 3
+    # The table says so too, one line per skipped post.
+    (tmp_path / "text").mkdir()
+    text = config_for(tmp_path / "text", f"sqlite:///{tmp_path / 'text' / 'store.sqlite3'}", wp)
+    proc = run_cli("collect", config=text.path, env={"COLUMNS": "200"})
+    assert proc.returncode == 0 and f"wp: skipped item {untitled}: no title" in proc.stderr
+
+
+def test_a_scheduled_post_published_later_is_collected(tmp_path, engine, wp):
+    wp.publish(5, at=hours_ago(6))
+    # Scheduled yesterday evening for this morning: its modified time stays where scheduling left it.
+    [scheduled] = wp.publish(1, at=hours_ago(8), title="Scheduled {n}")
+    wp.posts[scheduled].update(status="future", date_gmt=hours_ago(1).replace(tzinfo=None).isoformat())
+    config = config_for(tmp_path, "sqlite:///unused", wp)
+    [first] = collect_all(config, engine)
+    assert first.new == 5
+    wp.posts[scheduled]["status"] = "publish"  # what WordPress's cron does, and nothing more
+    [second] = collect_all(config, engine)
+    assert (second.error, second.new) == (None, 1)
+    assert f"Scheduled {scheduled}" in titles(engine)

@@ -18,13 +18,13 @@ from tests.support.cli import run_json
 from tests.support.editions import add_brief
 from tests.support.sending import add_subscribers, send_config
 
-ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key"}
+ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
 ARCHIVE = re.compile(r"https://news\.example\.org/archive/\d+")
 
 
 @pytest.fixture(autouse=True)
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
 
 
 def read(path: Path) -> email.message.EmailMessage:

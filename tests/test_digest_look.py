@@ -73,7 +73,7 @@ def contrast(foreground: str, background: str) -> float:
 def test_with_images_off_the_logos_alt_text_names_the_publisher_readably_on_the_masthead(
         tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, chromium: str, artifacts: Path,
         edition: str) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key-0123456789abcdefghijkl")
     cfg = digest_config(tmp_path, sqlite_url, logo_url="https://briefs.example.org/logo.png")
     html = personal_html(cfg, briefs(2, language=cfg.edition(edition).language), edition)
     with browser(chromium) as b:

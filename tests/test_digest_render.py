@@ -209,7 +209,7 @@ def test_the_text_part_fits_78_columns_and_gives_each_link_once_per_item(cfg: Co
 
 def test_the_licence_is_a_link_to_its_terms_in_the_readers_language(
         tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "digest-test-key-0123456789abcdefghijkl")
     spanish = "https://creativecommons.org/licenses/by-nc/4.0/legalcode.es"
     cfg = digest_config(tmp_path, sqlite_url, licence_urls={"es": spanish})
     html, text = personal(cfg, render(cfg, [brief(1, language="es")], "weekly-es"), "es")

@@ -4,7 +4,7 @@
 then an immediate `send --resume`: every subscriber gets the digest, no more copies twice than
 the documented window (one batch per connection), and the resume never waits out more than the
 claim lease. SIGTERM and Ctrl-C: the batch in flight is finished and recorded, nothing more is
-claimed, the rest is given back, and the command says where it stopped.
+claimed, the rest is given back, and the command says where it stopped; `run` and `serve` too.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from newsletter.store import open_store
 from tests.support.cli import run_cli
 from tests.support.sending import make_mailing, mailing, send_config, states
+from tests.support.serve import Served, free_port
 from tests.support.smtpd import Behaviour, SMTPServer
 
 ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key"}
@@ -175,4 +177,57 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path: Path, sqlite_url: str) -> None:
         wait_for(lambda: group_gone(proc.pid), timeout=10)
     assert proc.returncode == 130, err
     assert "stopped by SIGINT, at once" in err and "--resume" in err, err
+    engine.dispose()
+
+
+def _stopped_cleanly(engine: sa.Engine, mailing_id: int, accepted: list[str]) -> None:
+    """What a wound-down send leaves: every copy the relay took recorded sent, nothing claimed, the rest pending."""
+    ledger = states(engine, mailing_id)
+    assert sorted(e for e, s in ledger.items() if s == "sent") == sorted(accepted)
+    assert set(ledger.values()) == {"sent", "pending"}
+
+
+def test_the_scheduler_winds_its_send_down_on_sigterm_and_says_where_it_stopped(tmp_path: Path, sqlite_url: str) -> None:
+    n = 60
+    with SMTPServer(Behaviour(delay=0.1)) as server:
+        config, path = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, connections=CONNECTIONS,
+                                   batch_size=BATCH, claim_lease_seconds=LEASE_SECONDS,
+                                   timeout_seconds=TIMEOUT_SECONDS)
+        engine = open_store(sqlite_url)
+        mailing_id = make_mailing(config, engine, emails(n))
+        proc = subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(path), "run"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV})
+        wait_for(lambda: len(server.recorder.messages) >= 7)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        accepted = list(server.recorder.recipients())
+    assert proc.returncode == 143, err
+    _stopped_cleanly(engine, mailing_id, accepted)
+    assert f"stopped by SIGTERM: mailing {mailing_id} has {n - len(accepted)} deliveries left" in err
+    assert "newsletter send daily-en --resume" in err
+    engine.dispose()
+
+
+def test_serve_winds_its_background_send_down_when_it_is_stopped(tmp_path: Path, sqlite_url: str) -> None:
+    n = 60
+    with SMTPServer(Behaviour(delay=0.1)) as server:
+        config, path = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, connections=CONNECTIONS,
+                                   batch_size=BATCH, claim_lease_seconds=LEASE_SECONDS,
+                                   timeout_seconds=TIMEOUT_SECONDS)
+        engine = open_store(sqlite_url)
+        mailing_id = make_mailing(config, engine, emails(n))
+        served = Served(path, free_port(), env={"NEWSLETTER_OPERATOR_TOKEN": "op-token"})
+        try:
+            answer = httpx.post(served.url + "/api/editions/daily-en/send",
+                                headers={"Authorization": "Bearer op-token"}, timeout=30)
+            assert answer.status_code == 202 and answer.json()["mailing_id"] == mailing_id
+            wait_for(lambda: len(server.recorder.messages) >= 7)
+            served.process.send_signal(signal.SIGTERM)
+            served.process.wait(timeout=60)
+        finally:
+            served.stop()
+        accepted = list(server.recorder.recipients())
+    _stopped_cleanly(engine, mailing_id, accepted)
+    assert len(accepted) < n
+    assert "send stopped" in served.log.read_text()
     engine.dispose()

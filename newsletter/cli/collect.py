@@ -17,7 +17,9 @@ from newsletter.collect import SourceResult, collect_all
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("collect", help="fetch every source and store new and edited briefs")
-    parser.add_argument("--json", action="store_true", help="print per source new, updated, unchanged, requests, error")
+    parser.add_argument("--json", action="store_true",
+                        help="print per source new, updated, unchanged, withdrawn, requests, error, skipped items, "
+                             "deferred_until")
     parser.set_defaults(handler=run)
 
 
@@ -35,18 +37,20 @@ class _Display:
         self.progress.update(self.tasks[source], detail=clean(f"{count} requests · {url[-70:]}"))
 
     def finished(self, result: SourceResult) -> None:
-        detail = (f"failed after {result.requests} requests" if result.error else
+        detail = (f"deferred until {result.deferred_until[:16]}Z" if result.deferred_until else
+                  f"failed after {result.requests} requests" if result.error else
                   f"{result.new} new, {result.updated} updated, {result.unchanged} unchanged")
         self.progress.update(self.tasks[result.name], total=1, completed=1, detail=detail)
 
 
 def summary_table(results: list[SourceResult]) -> Table:
     table = Table(title="Collected")
-    for column in ("source", "new", "updated", "unchanged", "requests", "error"):
-        table.add_column(column, justify="right" if column in ("new", "updated", "unchanged", "requests") else "left")
+    numbers = ("new", "updated", "unchanged", "withdrawn", "skipped", "requests")
+    for column in ("source", *numbers, "error"):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for r in results:
-        table.add_row(r.name, str(r.new), str(r.updated), str(r.unchanged), str(r.requests),
-                      styled(r.error, "red") if r.error else "")
+        table.add_row(r.name, str(r.new), str(r.updated), str(r.unchanged), str(r.withdrawn), str(len(r.skipped)),
+                      str(r.requests), styled(r.error, "red") if r.error else "")
     return table
 
 
@@ -64,6 +68,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         ctx.print_json({"sources": [r.as_dict() for r in results]})
     else:
         console.print(summary_table(results))
+        for r in results:
+            for item in r.skipped:
+                # The id and reason come from the source: terminal-safe, like every other line.
+                console.print(clean(f"{r.name}: skipped item {item['id']}: {item['reason']}"), markup=False)
     failed = [r for r in results if r.error]
     for r in failed:
         # Plain lines, never wrapped, so scripts can grep them.

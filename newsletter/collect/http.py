@@ -11,7 +11,10 @@ parsing), and a streamed size cap that stops reading a huge body early.
 from __future__ import annotations
 
 import email.utils
+import html
 import http
+import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -32,7 +35,9 @@ MAX_BACKOFF = 30.0
 CHUNK = 65536
 KEEP_BODY_LIMIT = 65536
 # Error lines show URLs cut to this many characters: the reason is what the reader needs first.
-SHORT_URL_CHARS = 90
+SHORT_URL_CHARS = 70
+# How much of the server's own explanation of an error an error line quotes.
+DETAIL_CHARS = 120
 
 
 class StatusError(SourceError):
@@ -57,6 +62,26 @@ def short_url(url: str, limit: int = SHORT_URL_CHARS) -> str:
     parts = urlsplit(url)
     text = f"{parts.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "") if parts.netloc else url
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_detail(body: bytes) -> str:
+    """The server's own words about an error: a WordPress REST error's code and message, or an
+    HTML page's title; empty when it gave none."""
+    text = body[:65536].decode("utf-8", errors="replace").strip()
+    words = ""
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            message = re.sub(r"<[^>]+>", " ", str(data.get("message") or ""))
+            words = ": ".join(w for w in (str(data.get("code") or ""), message) if w)
+    else:
+        found = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        words = html.unescape(re.sub(r"<[^>]+>", " ", found.group(1))) if found else ""
+    words = " ".join(words.split())
+    return words if len(words) <= DETAIL_CHARS else words[: DETAIL_CHARS - 1] + "…"
 
 
 def status_reason(status: int) -> str:
@@ -198,8 +223,10 @@ class Fetcher:
         self.changed = True
         if response.status >= 400:
             tries = f" after {attempt} attempts" if attempt > 1 else ""
-            raise StatusError(f"{status_reason(response.status)}{tries}: {short_url(full_url)}", response.status,
-                              full_url)
+            detail = error_detail(response.body)
+            detail = f" ({detail})" if detail else ""
+            raise StatusError(f"{status_reason(response.status)}{tries}{detail}: {short_url(full_url)}",
+                              response.status, full_url)
         fresh = {k: v for k, v in (("etag", response.headers.get("ETag")),
                                    ("last_modified", response.headers.get("Last-Modified"))) if v}
         if not conditional:

@@ -7,7 +7,9 @@ site at the cost of that one request. Otherwise the walk goes on:
 - The first run walks down from the newest post, up to `max_items`.
 - Later runs walk up from the cursor (the last modified time collected), oldest first, so a
   run capped by `max_items` or `max_pages` still advances without a gap; when the first
-  page already reaches below the cursor, it holds every change and nothing more is asked.
+  page already reaches below the cursor, it holds every change. They also ask for the posts
+  published since the newest publication seen (`orderby=date&after=`): WordPress publishes a
+  scheduled post without moving its modified time.
 
 The walk never uses page numbers over `orderby=modified`: WordPress's database breaks ties
 between equal modified times (a bulk publish or edit gives one time to many posts) in no
@@ -382,6 +384,15 @@ class WordPress:
             cursor = max([since, *times])
         else:
             cursor = self._walk(fetcher, term_ids, None, since, walk)
+        published = parse_time(old.get("published"))
+        if since and published:
+            # WordPress publishes a scheduled post without moving its modified time, which may be
+            # older than the cursor: ask for what was published since the newest publication seen.
+            walk.add(self._list(fetcher, self._params(term_ids, orderby="date", order="desc",
+                                                      per_page=MAX_PER_PAGE, after=(published - SECOND).isoformat())))
+        dates = [t for t in (parse_time(p.get("date_gmt")) for p in walk.posts.values()) if t]
+        newest_published = max([*dates, *([published] if published else [])], default=None)
+        state["published"] = newest_published.isoformat() if newest_published else None
         harvest = Harvest(cursor=cursor.isoformat() if cursor else None,
                           walk={**state, "complete": walk.complete})
         read_posts([*walk.posts.values(), *walk.bad], self.ext, self.base, harvest)

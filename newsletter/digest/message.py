@@ -20,16 +20,15 @@ from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-import dkim
-
 from newsletter import tokens
 from newsletter.config import Config, mailbox
 from newsletter.digest import placeholders
+from newsletter.digest.dkim import ED25519_SHA256, RSA_SHA256, DkimKeyError, Signer, load_key
 from newsletter.errors import RenderError
 from newsletter.recipients import Recipient
 from newsletter.sanitize import clean_text
 
-# Signed on top of dkimpy's defaults: RFC 8058 requires List-Unsubscribe-Post to be covered.
+# The headers every signature covers (RFC 8058 requires List-Unsubscribe-Post among them).
 DKIM_HEADERS = (
     b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version", b"content-type",
     b"list-id", b"list-unsubscribe", b"list-unsubscribe-post", b"list-archive", b"feedback-id",
@@ -157,7 +156,7 @@ class MessageFactory:
         personal = b"".join(_encode_header(k, v) for k, v in self._recipient_headers(recipient, values).items())
         message = self._common + personal + self._mime + body
         if self._dkim is not None:
-            message = self._dkim(message) + message
+            message = self._dkim.sign(message) + message
         return message
 
     def template(self) -> MessageTemplate:
@@ -257,20 +256,19 @@ def _dkim_header_list(present: list[bytes]) -> list[bytes]:
     return names
 
 
-def _dkim_signer(config: Config, header_list: list[bytes]):
-    """A signer with the configured key, or None; the config's load proved the key signs (`config.check_dkim`)."""
+def _dkim_signer(config: Config, header_list: list[bytes]) -> Signer | None:
+    """A signer with the configured keys, or None; the config's load proved the keys sign (`config.check_dkim`)."""
     settings = config.dkim
     if not settings.private_key_path:
         return None
-    path = config.resolve(settings.private_key_path)
-    try:
-        key = path.read_bytes()
-    except OSError as exc:
-        raise RenderError(f"dkim.private_key_path = {settings.private_key_path!r}: {path} could be read when the "
-                          f"config loaded and cannot now: {exc.strerror}") from exc
-    selector, domain = settings.selector.encode(), settings.domain.encode()
-
-    def sign(message: bytes) -> bytes:
-        return dkim.sign(message, selector, domain, key, include_headers=header_list)
-
-    return sign
+    keys = [(settings.private_key_path, RSA_SHA256, settings.selector)]
+    if settings.ed25519_private_key_path:
+        keys.append((settings.ed25519_private_key_path, ED25519_SHA256, settings.ed25519_selector))
+    loaded = []
+    for relative, algorithm, selector in keys:
+        path = config.resolve(relative)
+        try:
+            loaded.append(load_key(path.read_bytes(), algorithm, selector))
+        except (OSError, DkimKeyError) as exc:
+            raise RenderError(f"dkim: {path} could be used when the config loaded and cannot now: {exc}") from exc
+    return Signer(settings.domain, loaded, header_list)

@@ -226,12 +226,12 @@ def render(document: Document, entries: dict[str, FeedEntry], site: Site, *, hub
     gen = FeedGenerator()
     if document.archive_page is not None:
         gen.register_extension("fh", _ArchiveMark, atom=True, rss=False)
+        title = w.archive_title.format(title=title, page=document.archive_page)
     withdrawn = [b for b in document.briefs if not is_public(b)]
     if withdrawn:
         gen.register_extension("at", _Tombstones, atom=True, rss=False)
         gen.at.withdrawn = [(xml_safe(b.guid), b.withdrawn_at.replace(microsecond=0), original_url(b, site))
                             for b in withdrawn]
-        title = w.archive_title.format(title=title, page=document.archive_page)
     # All documents of a feed are one logical feed (RFC 5005), so they share its id.
     gen.id(site.feed_url(feed.path))
     gen.title(title)

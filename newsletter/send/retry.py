@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 from newsletter.config import Config
 from newsletter.send.ledger import Claimed, Outcome
 from newsletter.send.transport import Result
+from newsletter.states import DeliveryState
 
 # Longest wait honoured from a Retry-After, so a silly header cannot stall a send for a day.
 MAX_RETRY_AFTER = 3600.0
@@ -31,14 +32,14 @@ def judge(config: Config, claimed: Sequence[Claimed], results: Sequence[Result],
     for c, r in zip(claimed, results):
         attempts = c.attempts + 1
         if r.ok:
-            outcomes.append(Outcome(c.id, "sent", provider_message_id=r.provider_message_id))
+            outcomes.append(Outcome(c.id, DeliveryState.SENT, provider_message_id=r.provider_message_id))
         elif r.error.permanent:
-            outcomes.append(Outcome(c.id, "failed", str(r.error)))
+            outcomes.append(Outcome(c.id, DeliveryState.FAILED, str(r.error)))
         elif attempts > config.transport.retries:
-            outcomes.append(Outcome(c.id, "failed", f"gave up after {attempts} attempts: {r.error}"))
+            outcomes.append(Outcome(c.id, DeliveryState.FAILED, f"gave up after {attempts} attempts: {r.error}"))
         else:
             delay = backoff(config, attempts, r.error.retry_after)
-            outcomes.append(Outcome(c.id, "pending", str(r.error), next_attempt_at=now + timedelta(seconds=delay)))
+            outcomes.append(Outcome(c.id, DeliveryState.PENDING, str(r.error), next_attempt_at=now + timedelta(seconds=delay)))
     return outcomes
 
 
@@ -53,9 +54,10 @@ def bounce_kind(result: Result) -> str | None:
 
 def failure_reason(config: Config, counts: Mapping[str, int], last_error: str) -> str | None:
     """Why the mailing should pause, or None: too many of the finished deliveries failed."""
-    finished = counts["sent"] + counts["failed"]
+    sent, failed = counts[DeliveryState.SENT], counts[DeliveryState.FAILED]
+    finished = sent + failed
     threshold = config.transport.failure_threshold
-    if finished < config.transport.failure_min or counts["failed"] <= threshold * finished:
+    if finished < config.transport.failure_min or failed <= threshold * finished:
         return None
-    return (f"{counts['failed']} of {finished} finished deliveries failed (threshold {threshold:.0%}); "
+    return (f"{failed} of {finished} finished deliveries failed (threshold {threshold:.0%}); "
             f"last error: {last_error}")

@@ -4,7 +4,7 @@ For what a real WordPress cannot be made to do on demand (a shuffled tie on ever
 a post appearing between two requests, a control character in a post's text), served by
 `FixtureServer`. It answers /wp-json/wp/v2/posts with per_page, page, orderby (modified,
 id, date), order, modified_after/modified_before (exclusive, to the second), include,
-status (public posts only), X-WP-Total(Pages), 400 `rest_post_invalid_page_number` past
+after (published), status (public posts only), X-WP-Total(Pages), 400 `rest_post_invalid_page_number` past
 the end; and /wp-json/wp/v2/posts/<id>: 404 when missing, 401 when not public.
 """
 
@@ -96,13 +96,16 @@ class FakeWordPress:
         if "modified_after" in query:
             after = _when(query["modified_after"]).replace(microsecond=0)
             selected = [p for p in selected if _when(p["modified_gmt"]) > after]
+        if "after" in query:
+            published_after = _when(query["after"]).replace(microsecond=0)
+            selected = [p for p in selected if p["date_gmt"] and _when(p["date_gmt"]) > published_after]
         if "modified_before" in query:
             before = _when(query["modified_before"]).replace(microsecond=0)
             selected = [p for p in selected if _when(p["modified_gmt"]) < before]
         key = {"modified": "modified_gmt", "id": "id"}.get(query.get("orderby", ""), "date_gmt")
         # MariaDB: equal keys come back in any order, a new one on every query.
         self.random.shuffle(selected)
-        selected.sort(key=lambda p: p[key], reverse=query.get("order", "desc") == "desc")
+        selected.sort(key=lambda p: p[key] or "", reverse=query.get("order", "desc") == "desc")
         per_page = int(query.get("per_page", 10))
         page = int(query.get("page", 1))
         pages = max(1, -(-len(selected) // per_page))

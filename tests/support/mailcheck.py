@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 VERIFY_SCRIPT = Path(__file__).with_name("mail_dkim_verify.pl")
 SELECTOR = "mail"
@@ -47,6 +47,16 @@ def make_dkim_key(directory: Path) -> DkimKey:
     return DkimKey(path, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public))
 
 
+def make_ed25519_key(directory: Path, selector: str = "ed") -> DkimKey:
+    """An Ed25519 key (RFC 8463) for the optional second signature; its record carries the raw public key."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = directory / "dkim-ed25519.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return DkimKey(path, b"v=DKIM1; k=ed25519; p=" + base64.b64encode(public), selector=selector)
+
+
 def require(thing: str, env: str, why: str) -> None:
     """Skip the test for lack of `thing`, or fail when the environment says it must be there."""
     if os.environ.get(env):
@@ -60,13 +70,19 @@ class MailDkim:
     def __init__(self, dns_port: int) -> None:
         self.dns_port = dns_port
 
-    def verify(self, raw: bytes) -> str:
+    def _run(self, raw: bytes) -> list[str]:
         done = subprocess.run(["perl", str(VERIFY_SCRIPT), str(self.dns_port)], input=raw, capture_output=True,
                               timeout=RUN_SECONDS)
         if done.returncode != 0:
             raise AssertionError(f"mail_dkim_verify.pl failed: {done.stderr.decode(errors='replace')}")
-        lines = done.stdout.decode().splitlines()
-        return lines[-1].removeprefix("result: ")
+        return done.stdout.decode().splitlines()
+
+    def verify(self, raw: bytes) -> str:
+        return self._run(raw)[-1].removeprefix("result: ")
+
+    def signatures(self, raw: bytes) -> list[str]:
+        """The verdict on each signature, in the order they appear."""
+        return [line.removeprefix("signature: ") for line in self._run(raw) if line.startswith("signature: ")]
 
 
 def mail_dkim(dns_port: int) -> MailDkim:

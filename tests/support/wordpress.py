@@ -125,10 +125,12 @@ class Site:
                         tags=tags or ["Colombia"], **fields)
 
     def bulk_publish(self, n: int, *, title: str, date_gmt: str, categories: list[str] | None = None,
-                     tags: list[str] | None = None) -> list[int]:
-        """n posts published together: one date, one modified time. `title` may hold {i}."""
+                     tags: list[str] | None = None, step_seconds: int = 0) -> list[int]:
+        """n posts published together: one date, one modified time (or each `step_seconds` after
+        the previous one, from `date_gmt`). `title` may hold {i}."""
         country = (tags or ["Colombia"])[0]
-        return self.one("bulk", n=n, title=title, date_gmt=date_gmt,
+        spread = {"step_seconds": step_seconds} if step_seconds else {}
+        return self.one("bulk", n=n, title=title, date_gmt=date_gmt, **spread,
                         content=brief_html(title, language=self.language, country=country),
                         categories=categories or [NEWS[self.language]], tags=tags or ["Colombia"])
 
@@ -300,11 +302,13 @@ require_once ABSPATH . 'wp-settings.php';
 
     def _wait_http(self, site: Site) -> None:
         deadline = time.monotonic() + START_TIMEOUT
+        error: object = "no answer yet"
         while True:
             try:
                 with urllib.request.urlopen(site.url + "/wp-json/", timeout=5) as answer:
                     if answer.status == 200:
                         return
+                    error = f"HTTP {answer.status}"
             except (urllib.error.URLError, OSError) as exc:
                 error = exc
             if site.process.poll() is not None or time.monotonic() > deadline:

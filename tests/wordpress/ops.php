@@ -88,11 +88,15 @@ function nl_update(array $op): array {
 
 function nl_bulk(array $op): array {
     // n posts published in one go: the same date, hence the same modified time (wp_insert_post
-    // copies a new post's date into post_modified).
+    // copies a new post's date into post_modified), unless step_seconds spreads them out.
     wp_defer_term_counting(true);
     $out = [];
     for ($i = 1; $i <= (int) $op['n']; $i++) {
         $one = $op;
+        if (isset($op['step_seconds'])) {
+            // Published one after the other instead: each post step_seconds after the previous one.
+            $one['date_gmt'] = gmdate('Y-m-d H:i:s', strtotime($op['date_gmt'] . ' UTC') + $i * (int) $op['step_seconds']);
+        }
         foreach (['title', 'content', 'slug'] as $key) {
             if (isset($op[$key])) {
                 $one[$key] = str_replace('{i}', (string) $i, $op[$key]);
@@ -102,6 +106,17 @@ function nl_bulk(array $op): array {
     }
     wp_defer_term_counting(false);
     return $out;
+}
+
+function nl_cron_publish(int $id): array {
+    // A scheduled post's time comes (its date moved to now, as the clock would) and WP-Cron runs
+    // its job: the status becomes publish, post_modified stays when the post was scheduled.
+    global $wpdb;
+    [$local, $utc] = nl_gmt(null);
+    $wpdb->update($wpdb->posts, ['post_date' => $local, 'post_date_gmt' => $utc], ['ID' => $id]);
+    clean_post_cache($id);
+    check_and_publish_future_post($id);
+    return nl_result($id);
 }
 
 function nl_reset(array $op): bool {
@@ -124,6 +139,7 @@ function nl_run(array $op) {
         case 'bulk': return nl_bulk($op);
         case 'update': return nl_update($op);
         case 'trash': return (bool) wp_trash_post((int) $op['id']);
+        case 'cron_publish': return nl_cron_publish((int) $op['id']);
         case 'delete': return (bool) wp_delete_post((int) $op['id'], true);
         case 'terms': return nl_term_ids($op['names'], $op['taxonomy']);
         case 'option':
