@@ -4,7 +4,7 @@
 Each language is a WordPress-like site under its own prefix ("" for English, "/es" for
 Spanish), built from a JSON file of REST API posts (with `_embed`):
 
-    {prefix}/wp-json/wp/v2/posts          per_page, page, modified_after, modified_before, after, include,
+    {prefix}/wp-json/wp/v2/posts          per_page, page, modified_after, modified_before, after, include, exclude,
                                            categories, tags, orderby=modified|id, order;
                                            X-WP-Total(Pages); ETag/304; public posts only
     {prefix}/wp-json/wp/v2/posts/<id>     one post; 404 when missing, 401 when not public
@@ -120,6 +120,9 @@ class Site:
         if "include" in query:
             ids = {int(i) for i in query["include"].split(",")}
             selected = [p for p in selected if p["id"] in ids]
+        if "exclude" in query:
+            ids = {int(i) for i in query["exclude"].split(",")}
+            selected = [p for p in selected if p["id"] not in ids]
         if "modified_after" in query:
             after = _gmt(query["modified_after"])
             selected = [p for p in selected if _gmt(p["modified_gmt"]) > after]

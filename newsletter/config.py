@@ -646,8 +646,6 @@ def load(path: Path) -> Config:
     check_transport(config, os.environ)
     check_dkim(config)
     check_bounces(config, os.environ)
-    for source in config.sources:
-        source.auth()  # a source's login password must be in the environment before any command runs
     return config
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,13 @@ def test_a_scheduled_post_published_later_is_collected(tmp_path, engine, wp):
     [second] = collect_all(config, engine)
     assert (second.error, second.new) == (None, 1)
     assert f"Scheduled {scheduled}" in titles(engine)
+
+
+def test_a_backlog_of_max_pages_pages_is_stored_whole(tmp_path, engine, wp, fixture_server):
+    start = hours_ago(10)
+    for i in range(30):
+        wp.publish(1, at=start + timedelta(minutes=i))
+    config = config_for(tmp_path, "sqlite:///unused", wp, per_page=10, max_pages=3, max_items=30)
+    [first] = collect_all(config, engine)
+    # Three pages of ten, none of them repeating a post of the page before.
+    assert (first.error, first.new, first.requests) == (None, 30, 3)

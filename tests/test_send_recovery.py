@@ -29,17 +29,18 @@ from tests.support.sending import make_mailing, mailing, send_config, states
 from tests.support.serve import Served, free_port
 from tests.support.smtpd import Behaviour, SMTPServer
 
-ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key"}
+ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
 CONNECTIONS = 2
 BATCH = 5
 LEASE_SECONDS = 3.0
 # Far longer than the lease: a resume that waited on a timeout-based lease would show it.
 TIMEOUT_SECONDS = 30.0
+OPERATOR_TOKEN = "operator-token-0123456789abcdefghijkl"
 
 
 @pytest.fixture(autouse=True)
 def secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
 
 
 def emails(n: int) -> list[str]:
@@ -216,10 +217,10 @@ def test_serve_winds_its_background_send_down_when_it_is_stopped(tmp_path: Path,
                                    timeout_seconds=TIMEOUT_SECONDS)
         engine = open_store(sqlite_url)
         mailing_id = make_mailing(config, engine, emails(n))
-        served = Served(path, free_port(), env={"NEWSLETTER_OPERATOR_TOKEN": "op-token"})
+        served = Served(path, free_port(), env={"NEWSLETTER_OPERATOR_TOKEN": OPERATOR_TOKEN})
         try:
             answer = httpx.post(served.url + "/api/editions/daily-en/send",
-                                headers={"Authorization": "Bearer op-token"}, timeout=30)
+                                headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}, timeout=30)
             assert answer.status_code == 202 and answer.json()["mailing_id"] == mailing_id
             wait_for(lambda: len(server.recorder.messages) >= 7)
             served.process.send_signal(signal.SIGTERM)

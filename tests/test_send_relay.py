@@ -23,7 +23,7 @@ USER, PASSWORD = "newsletter", "relay-s3cret"
 
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch, postfix_relay: PostfixRelay) -> None:  # noqa: F811
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key-0123456789abcdefghijkl")
     monkeypatch.setenv("TEST_RELAY_PASSWORD", PASSWORD)
     postfix_relay.add_user(USER, PASSWORD)
 

@@ -101,7 +101,6 @@ def test_bulk_publish_with_one_modified_time_stores_every_post(sites, tmp_path, 
     assert len(seen) == len(set(seen)) == 50
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: each page re-asks its last second, so max_pages pages hold fewer than max_pages x per_page posts")
 def test_a_backlog_of_max_pages_pages_is_stored_whole(sites, tmp_path):
     # Posts a minute apart, as many as max_pages pages of per_page hold: the first collect takes them all.
     start = iso(datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2))

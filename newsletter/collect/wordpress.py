@@ -15,8 +15,8 @@ The walk never uses page numbers over `orderby=modified`: WordPress's database b
 between equal modified times (a bulk publish or edit gives one time to many posts) in no
 fixed order, so page 2 of a query can overlap page 1 and posts fall between them. Each
 request instead starts from the last modified time seen (`modified_after`/`modified_before`
-that second minus or plus one, so that time's posts come again and are deduplicated by id);
-a page that holds nothing but one modified time is completed by asking for exactly that
+that second minus or plus one, with `exclude=` the ids the page held in that second, so that
+second's other posts come first and none comes twice); a page that holds nothing but one modified time is completed by asking for exactly that
 second ordered by post id, which is a fixed order. Times are sent with their zone (+00:00):
 WordPress converts them to site time before comparing with its `post_modified` column.
 
@@ -313,12 +313,16 @@ class WordPress:
         source = self.ext.source
         ascending = since is not None
         bound = since - SECOND if since else None
+        seen_at_bound: list[int] = []
         answer = first
         cursor = since
         while True:
             if answer is None:
-                bound_name = "modified_after" if ascending else "modified_before"
-                extra = {bound_name: bound.isoformat()} if bound else {}
+                extra: dict[str, Any] = {}
+                if bound:
+                    extra["modified_after" if ascending else "modified_before"] = bound.isoformat()
+                if seen_at_bound:
+                    extra["exclude"] = ",".join(str(i) for i in seen_at_bound)
                 answer = self._list(fetcher, self._params(term_ids, order="asc" if ascending else "desc", **extra))
                 walk.requests += 1
             walk.add(answer)
@@ -335,10 +339,12 @@ class WordPress:
             if all(t == last for t in times):
                 # A page of one modified time: take that second whole, in id order, and go past it.
                 self._tie(fetcher, term_ids, last, walk)
-                bound = last
+                bound, seen_at_bound = last, []
             else:
-                # Ask again from that second: its posts come first, the ones this page missed among them.
+                # Ask again from that second, leaving out its posts this page held: the ones it
+                # missed come first, then the next seconds.
                 bound = last - SECOND if ascending else last + SECOND
+                seen_at_bound = [p["id"] for p in answer.posts if modified_of(p) == last]
             answer = None
 
     # -- the run

@@ -104,7 +104,7 @@ class Worker:
         Raises TransportError only when the first call failed as a whole (nothing was judged).
         """
         # Pieces no bigger than the burst either, so a batch never leaves faster than the limit allows.
-        step = max(1, min(self.step, self.bucket.burst if self.bucket else self.step))
+        step = min(self.step, self.bucket.burst) if self.bucket else self.step
         results: list[Result] = []
         for i in range(0, len(envelopes), step):
             if self.stopping.is_set():
@@ -158,7 +158,8 @@ class Worker:
             if len(results) < len(claimed):
                 with self.engine.begin() as conn:
                     ledger.release(conn, self.name, [c.id for c in claimed[len(results):]])
-            self.record(claimed[:len(results)], results)
+            if results:
+                self.record(claimed[:len(results)], results)
             if wait_after:
                 self.stopping.wait(min(wait_after, MAX_RETRY_AFTER))
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from newsletter import tokens
 from newsletter.config import Config
-from newsletter.errors import NewsletterError, TransportError
+from newsletter.errors import ConfigError, NewsletterError, TransportError
 from newsletter.store import utcnow
 from newsletter.subscribers import data_links, limits
 from newsletter.subscribers import requests as subscribe_requests
@@ -119,9 +119,15 @@ class Mailer:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        key_missing = False
         while not self._stop.wait(POLL_SECONDS):
             try:
                 self.work_once()
+                key_missing = False
+            except ConfigError as exc:  # no signing key: /health says not ready; requests wait queued
+                if not key_missing:
+                    log.error("confirmation emails wait: %s", exc)
+                key_missing = True
             except Exception:  # a store outage must not end the thread: the next round retries
                 log.exception("confirmation mailer round failed")
 

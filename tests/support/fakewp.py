@@ -3,7 +3,7 @@
 For what a real WordPress cannot be made to do on demand (a shuffled tie on every request,
 a post appearing between two requests, a control character in a post's text), served by
 `FixtureServer`. It answers /wp-json/wp/v2/posts with per_page, page, orderby (modified,
-id, date), order, modified_after/modified_before (exclusive, to the second), include,
+id, date), order, modified_after/modified_before (exclusive, to the second), include, exclude,
 after (published), status (public posts only), X-WP-Total(Pages), 400 `rest_post_invalid_page_number` past
 the end; and /wp-json/wp/v2/posts/<id>: 404 when missing, 401 when not public.
 """
@@ -93,6 +93,9 @@ class FakeWordPress:
         if "include" in query:
             wanted = {int(i) for i in query["include"].split(",")}
             selected = [p for p in selected if p["id"] in wanted]
+        if "exclude" in query:
+            unwanted = {int(i) for i in query["exclude"].split(",")}
+            selected = [p for p in selected if p["id"] not in unwanted]
         if "modified_after" in query:
             after = _when(query["modified_after"]).replace(microsecond=0)
             selected = [p for p in selected if _when(p["modified_gmt"]) > after]

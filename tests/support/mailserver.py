@@ -29,9 +29,10 @@ import pytest
 from tests.support.smtpd import SMTPServer
 from tests.support.tlsca import TestCA
 
-# Fixed ports in this suite's range for the relay (10000-10999).
-SUBMISSION_PORT = 10587
-AUTH_PORT = 10588
+# Fixed ports in this suite's range (10000-10999): the first free one of each range, so two
+# test runs on one machine (two checkouts) each get a relay.
+SUBMISSION_PORTS = range(10587, 10594)
+AUTH_PORTS = range(10594, 10600)
 HOSTNAME = "relay.newsletter.test"
 
 MASTER_CF = """\
@@ -141,10 +142,21 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _first_free(ports: range) -> int:
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port for the Postfix relay in {ports.start}-{ports.stop - 1} on 127.0.0.1")
+
+
 class PostfixRelay:
-    def __init__(self, port: int = SUBMISSION_PORT, auth_port: int = AUTH_PORT) -> None:
-        self.port = port
-        self.auth_port = auth_port
+    def __init__(self) -> None:
+        self.port = _first_free(SUBMISSION_PORTS)
+        self.auth_port = _first_free(AUTH_PORTS)
         self.hostname = HOSTNAME
         # Not under pytest's 0700 temp folders: Postfix's daemons run as `postfix` and must reach the queue.
         self.dir = Path(tempfile.mkdtemp(prefix="newsletter-postfix-"))
@@ -166,9 +178,6 @@ class PostfixRelay:
         self.users_file.chmod(0o644)
 
     def start(self) -> "PostfixRelay":
-        for port in (self.port, self.auth_port):
-            if _listening(port):
-                raise RuntimeError(f"127.0.0.1:{port} is already taken; the Postfix relay cannot listen there")
         self.sink.__enter__()
         try:
             self._start()
