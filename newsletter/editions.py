@@ -46,6 +46,8 @@ LATE_COMMIT_WINDOW = timedelta(hours=1)
 LEASE_TTL = timedelta(minutes=2)
 # How long a second caller waits for the first to finish creating the mailing.
 LEASE_WAIT_SECONDS = 60.0
+# Slots of mailings made by "send now" (`parse_slot` gives None for them: not on the schedule).
+MANUAL_SLOT_PREFIX = "manual-"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,20 @@ def _edition_lease(engine: sa.Engine, edition: str) -> Iterator[Lease]:
         yield Lease(engine, name, owner, LEASE_TTL, expires_at)
     finally:
         locks.release(engine, name, owner)
+
+
+def manual_slot(now: datetime) -> str:
+    """The slot of a mailing an operator asked for at `now` ("send now"), outside the schedule."""
+    return f"{MANUAL_SLOT_PREFIX}{now.isoformat()}"
+
+
+def last_slot(conn: sa.Connection, edition: str, *outcomes: str) -> datetime | None:
+    """The newest scheduled slot the edition recorded, of any outcome or of the given ones."""
+    s = schema.schedule_slots
+    query = sa.select(sa.func.max(s.c.due_at)).where(s.c.edition == edition)
+    if outcomes:
+        query = query.where(s.c.outcome.in_(outcomes))
+    return conn.execute(query).scalar_one()
 
 
 def _existing(conn: sa.Connection, edition: str, slot: str) -> int | None:
@@ -216,6 +232,11 @@ def draft(conn: sa.Connection, config: Config, edition: EditionConfig, now: date
         preheader=rendered.preheader, html=rendered.html, text=rendered.text, content_hash=rendered.content_hash,
         created_at=now, brief_ids=tuple(b.id for b in selection.briefs if b.id is not None),
     )
+
+
+def next_selection(conn: sa.Connection, edition: EditionConfig, now: datetime) -> Selection:
+    """What the edition's next mailing would carry now, and how many briefs would still wait."""
+    return select(conn, edition, after=window_start(conn, edition, now), until=now)
 
 
 def waiting(conn: sa.Connection, edition: EditionConfig, now: datetime | None = None) -> int:

@@ -1,7 +1,8 @@
-"""Operator controls over mailings: list them with their ledger counts, pause, resume.
+"""Mailings as operators see them: listed with their ledger counts, found by edition, paused, resumed.
 
-Pausing stops senders at their next claim (the ledger hands out nothing for a mailing
-that is not sending); resuming lets the scheduler or `newsletter send EDITION --resume`
+The store side of the operations layer (`newsletter.operations` decides who may do what and
+records it). Pausing stops senders at their next claim (the ledger hands out nothing for a
+mailing that is not sending); resuming lets the scheduler or `newsletter send EDITION --resume`
 carry on from where the ledger stands.
 """
 
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 
 from newsletter.errors import MailingError
 from newsletter.send import ledger
-from newsletter.states import DeliveryState
+from newsletter.states import OPEN, DeliveryState, MailingStatus
 from newsletter.store import schema
 
 log = logging.getLogger(__name__)
@@ -74,21 +75,64 @@ def get(conn: sa.Connection, mailing_id: int) -> dict[str, Any]:
     return describe(conn, [row])[0]
 
 
-def pause(engine: sa.Engine, mailing_id: int, reason: str = "paused by the operator") -> dict[str, Any]:
+def row(conn: sa.Connection, mailing_id: int) -> sa.Row:
+    found = conn.execute(sa.select(schema.mailings).where(schema.mailings.c.id == mailing_id)).first()
+    if found is None:
+        raise MailingError(f"no mailing with id {mailing_id}", not_found=True)
+    return found
+
+
+def unfinished(conn: sa.Connection, edition: str) -> sa.Row | None:
+    """The edition's newest mailing still sending or paused, if any."""
+    m = schema.mailings
+    return conn.execute(
+        sa.select(m).where(m.c.edition == edition, m.c.status.in_(OPEN)).order_by(m.c.id.desc()).limit(1)
+    ).first()
+
+
+def newest(conn: sa.Connection, edition: str) -> sa.Row | None:
+    m = schema.mailings
+    return conn.execute(sa.select(m).where(m.c.edition == edition).order_by(m.c.id.desc()).limit(1)).first()
+
+
+def sending(conn: sa.Connection, edition: str | None = None) -> list[sa.Row]:
+    """(id, edition) of every mailing still sending (of one edition when given), oldest first."""
+    m = schema.mailings
+    query = sa.select(m.c.id, m.c.edition).where(m.c.status == MailingStatus.SENDING).order_by(m.c.id)
+    if edition is not None:
+        query = query.where(m.c.edition == edition)
+    return conn.execute(query).all()
+
+
+def in_progress(conn: sa.Connection) -> list[dict[str, Any]]:
+    """Mailings sending or paused, described, oldest first."""
+    m = schema.mailings
+    rows = conn.execute(sa.select(m).where(m.c.status.in_(OPEN)).order_by(m.c.id)).all()
+    return describe(conn, rows)
+
+
+def failures(conn: sa.Connection, mailing_id: int, limit: int = 20) -> list[tuple[str, int]]:
+    """The mailing's failed deliveries grouped by their last error, most frequent first."""
+    d = schema.deliveries
+    n = sa.func.count().label("n")
+    return [(r.last_error or "", r.n) for r in conn.execute(
+        sa.select(d.c.last_error, n).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.FAILED)
+        .group_by(d.c.last_error).order_by(n.desc()).limit(limit))]
+
+
+def pause(conn: sa.Connection, mailing_id: int, reason: str) -> dict[str, Any]:
     """Stop a sending mailing; senders stop at their next batch. Returns the mailing."""
-    with engine.begin() as conn:
-        current = get(conn, mailing_id)
-        if not ledger.pause(conn, mailing_id, reason):
-            raise MailingError(f"mailing {mailing_id} is {current['status']}: only a sending mailing can be paused")
-        log.info("mailing paused", extra={"mailing_id": mailing_id, "reason": reason})
-        return get(conn, mailing_id)
+    current = get(conn, mailing_id)
+    if not ledger.pause(conn, mailing_id, reason):
+        raise MailingError(f"mailing {mailing_id} is {current['status']}: only a sending mailing can be paused")
+    log.info("mailing paused", extra={"mailing_id": mailing_id, "reason": reason})
+    return get(conn, mailing_id)
 
 
-def resume(engine: sa.Engine, mailing_id: int) -> dict[str, Any]:
-    """Let a paused mailing send again; the scheduler or `send EDITION --resume` does the sending."""
-    with engine.begin() as conn:
-        current = get(conn, mailing_id)
-        if not ledger.resume(conn, mailing_id):
-            raise MailingError(f"mailing {mailing_id} is {current['status']}: only a paused mailing can be resumed")
-        log.info("mailing resumed", extra={"mailing_id": mailing_id})
-        return get(conn, mailing_id)
+def resume(conn: sa.Connection, mailing_id: int) -> dict[str, Any]:
+    """Let a paused mailing send again; the scheduler or a send carries on from the ledger."""
+    current = get(conn, mailing_id)
+    if not ledger.resume(conn, mailing_id):
+        raise MailingError(f"mailing {mailing_id} is {current['status']}: only a paused mailing can be resumed")
+    log.info("mailing resumed", extra={"mailing_id": mailing_id})
+    return get(conn, mailing_id)

@@ -23,17 +23,16 @@ import sqlalchemy as sa
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from newsletter import editions, locks
+from newsletter import editions, locks, mailings, operations
 from newsletter.bounces.fetch import fetch as fetch_bounces
 from newsletter.collect import collect_all
 from newsletter.config import Config, EditionConfig
 from newsletter.errors import LockedError, NewsletterError
 from newsletter.feeds import build_all
-from newsletter.send.dispatch import send_mailing
 from newsletter.send.stop import Stop
 from newsletter.slots import Schedule, SlotTrigger, due_slot, slot_id
 from newsletter.states import MailingStatus
-from newsletter.store import schema, utcnow
+from newsletter.store import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +109,6 @@ class RunReport:
         return data
 
 
-def last_slot(conn: sa.Connection, edition: str, *outcomes: str) -> datetime | None:
-    """The newest scheduled slot the edition recorded, of any outcome or of the given ones."""
-    s = schema.schedule_slots
-    query = sa.select(sa.func.max(s.c.due_at)).where(s.c.edition == edition)
-    if outcomes:
-        query = query.where(s.c.outcome.in_(outcomes))
-    return conn.execute(query).scalar_one()
-
-
 class Job:
     """The steps of the job against one store; `clock` is injectable so tests control time."""
 
@@ -129,6 +119,7 @@ class Job:
         self.worker = worker
         self.clock = clock
         self._sending: set[int] = set()
+        self._again: set[int] = set()  # mailings triggered again while this process sent them
         self._sending_lock = threading.Lock()
         # SIGTERM / Ctrl-C: sends wind down (see send.stop) and no new one starts.
         self.stop = Stop()
@@ -182,8 +173,8 @@ class Job:
         schedule = Schedule.of(edition)
         grace = timedelta(minutes=edition.grace_minutes)
         with self.engine.begin() as conn:
-            seen = last_slot(conn, edition.name)
-            sent = last_slot(conn, edition.name, "mailing")
+            seen = editions.last_slot(conn, edition.name)
+            sent = editions.last_slot(conn, edition.name, "mailing")
             missed = schedule.between(seen, now - grace) if seen is not None else []
             if missed:
                 # The newest one stands for them all: the next run counts from there.
@@ -219,24 +210,39 @@ class Job:
     def send(self, mailing_id: int, edition: str, report: RunReport) -> None:
         """Send the mailing's remaining deliveries, unless a thread of this process already is.
 
-        Other processes may send it at the same time: the ledger hands each delivery to one.
+        A trigger that comes while this process sends the mailing is not lost: the sending thread
+        takes one more pass when it finishes (an operator resumed it while the paused send was
+        still winding down). Other processes may send it at the same time: the ledger hands each
+        delivery to one.
         """
         if self.stop.requested:
             return
         with self._sending_lock:
             if mailing_id in self._sending:
+                self._again.add(mailing_id)
                 log.info("already sending", extra={"mailing_id": mailing_id, "edition": edition})
                 return
             self._sending.add(mailing_id)
         try:
-            summary = send_mailing(self.config, self.engine, mailing_id, worker=self.worker, stop=self.stop)
-        except NewsletterError as exc:
+            while True:
+                summary = operations.deliver(self.config, self.engine, mailing_id, worker=self.worker,
+                                             stop=self.stop)
+                with self._sending_lock:
+                    # Decided under the lock that a new trigger takes, so none falls in between.
+                    if mailing_id not in self._again or self.stop.requested or summary.stopped:
+                        self._sending.discard(mailing_id)
+                        self._again.discard(mailing_id)
+                        break
+                    self._again.discard(mailing_id)
+        except BaseException as exc:
+            with self._sending_lock:
+                self._sending.discard(mailing_id)
+                self._again.discard(mailing_id)
+            if not isinstance(exc, NewsletterError):
+                raise
             report.sends.append(SendOutcome(mailing_id, edition, "error", detail=str(exc)))
             log.error("send failed", extra={"mailing_id": mailing_id, "edition": edition, "detail": str(exc)})
             return
-        finally:
-            with self._sending_lock:
-                self._sending.discard(mailing_id)
         if summary.stopped:
             outcome = SendOutcome(mailing_id, edition, "stopped", summary.sent, summary.failed,
                                   f"{summary.stopped}: {summary.where()}")
@@ -252,11 +258,10 @@ class Job:
     def send_unfinished(self, report: RunReport) -> None:
         """Carry on every mailing still sending (new ones, interrupted ones, retries now due).
 
-        Paused mailings wait for an operator (`mailings resume` or `send EDITION`).
+        Paused mailings wait for an operator (`mailings resume` or `send EDITION --resume`).
         """
-        m = schema.mailings
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(m.c.id, m.c.edition).where(m.c.status == MailingStatus.SENDING).order_by(m.c.id)).all()
+            rows = mailings.sending(conn)
         for row in rows:
             if self.stop.requested:
                 break

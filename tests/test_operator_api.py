@@ -91,7 +91,7 @@ def test_pause_and_resume_over_http(served: Served, config: Path) -> None:
     loaded = config_module.load(config)
     engine = open_store(loaded.store_url)
     now = datetime.now(timezone.utc)
-    mailing_id = editions.prepare_mailing(loaded, engine, "daily-en", slot=f"manual-{now.isoformat()}", now=now)
+    mailing_id = editions.prepare_mailing(loaded, engine, "daily-en", slot=editions.manual_slot(now), now=now)
     engine.dispose()
     paused = httpx.post(served.url + f"/api/mailings/{mailing_id}/pause", headers=AUTH, timeout=10)
     assert paused.status_code == 200 and paused.json()["status"] == "paused"

@@ -78,7 +78,7 @@ def test_preview_for_a_named_subscriber(setup, tmp_path: Path) -> None:
 def test_preview_of_an_existing_mailing_matches_its_archive_page(setup, tmp_path: Path) -> None:
     config, engine, _ = setup
     now = utcnow()
-    mailing_id = editions.prepare_mailing(config, engine, "daily-en", slot=f"manual-{now.isoformat()}", now=now)
+    mailing_id = editions.prepare_mailing(config, engine, "daily-en", slot=editions.manual_slot(now), now=now)
     assert mailing_id
     code, report = run_json("preview", "daily-en", "--mailing", str(mailing_id), "--out", str(tmp_path),
                             config=config.path)

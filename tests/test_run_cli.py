@@ -85,7 +85,7 @@ def test_pause_holds_a_mailing_back_from_cron_until_resumed(config_file, site) -
     config = config_module.load(config_path)
     engine = open_store(config.store_url)
     now = datetime.now(timezone.utc)
-    mailing_id = editions.prepare_mailing(config, engine, "daily-en", slot=f"manual-{now.isoformat()}", now=now)
+    mailing_id = editions.prepare_mailing(config, engine, "daily-en", slot=editions.manual_slot(now), now=now)
     engine.dispose()
     code, paused = run_json("mailings", "pause", str(mailing_id), config=config_path)
     assert code == 0 and paused["status"] == "paused"

@@ -137,7 +137,8 @@ def test_a_collect_landing_mid_send_goes_in_the_next_mailing(engine: sa.Engine, 
 
 
 def test_a_paused_mailing_is_left_for_the_operator_and_reported_for_cron(engine: sa.Engine, tmp_path: Path) -> None:
-    from newsletter import mailings as mailing_controls
+    from newsletter import operations
+    from newsletter.audit import cli_actor
 
     config = make_config(str(engine.url), tmp_path)
     add_subscriber(engine, "reader@example.net")
@@ -145,7 +146,7 @@ def test_a_paused_mailing_is_left_for_the_operator_and_reported_for_cron(engine:
     add_brief(engine, "b0", seen=now - 60 * MINUTE)
     job = job_at(config, engine, now)
     mailing_id = job.run_edition("daily-en", RunReport())
-    mailing_controls.pause(engine, mailing_id)
+    operations.pause(engine, mailing_id, cli_actor())
     report = RunReport()
     job.send(mailing_id, "daily-en", report)
     assert report.exit_code == EXIT_SENDING, report.as_dict()
@@ -153,7 +154,7 @@ def test_a_paused_mailing_is_left_for_the_operator_and_reported_for_cron(engine:
     report = RunReport()
     job.send_unfinished(report)
     assert report.sends == []
-    mailing_controls.resume(engine, mailing_id)
+    operations.resume(engine, mailing_id, cli_actor())
     job.send_unfinished(report)
     assert report.exit_code == EXIT_OK, report.as_dict()
     assert deliveries(engine, mailing_id)[0].state == "sent"

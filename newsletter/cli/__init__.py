@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "newsletter.cli.mailings",
     "newsletter.cli.preview",
     "newsletter.cli.report",
+    "newsletter.cli.operators",
     "newsletter.cli.bounces",
 ]
 

@@ -6,7 +6,8 @@ import argparse
 
 from rich.table import Table
 
-from newsletter import mailings
+from newsletter import operations
+from newsletter.audit import cli_actor
 from newsletter.cli.context import Context
 
 
@@ -26,8 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(ctx: Context, args: argparse.Namespace) -> int:
-    with ctx.engine.connect() as conn:
-        rows = mailings.recent(conn, args.limit)
+    rows = operations.recent(ctx.engine, args.limit)
     if args.json:
         ctx.print_json(rows)
         return 0
@@ -54,8 +54,9 @@ def _show(ctx: Context, args: argparse.Namespace, mailing: dict, verb: str) -> i
 
 
 def run_pause(ctx: Context, args: argparse.Namespace) -> int:
-    return _show(ctx, args, mailings.pause(ctx.engine, args.id), "paused")
+    return _show(ctx, args, operations.pause(ctx.engine, args.id, cli_actor()), "paused")
 
 
 def run_resume(ctx: Context, args: argparse.Namespace) -> int:
-    return _show(ctx, args, mailings.resume(ctx.engine, args.id), "resumed; `newsletter run` or `send --resume` sends it")
+    return _show(ctx, args, operations.resume(ctx.engine, args.id, cli_actor()),
+                 "resumed; `newsletter run` or `send --resume` sends it")

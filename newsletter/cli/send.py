@@ -5,23 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import sqlalchemy as sa
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from newsletter import editions
+from newsletter import operations
+from newsletter.audit import cli_actor
 from newsletter.cli.context import Context
-from newsletter.digest import MailingContent, MessageFactory
-from newsletter.errors import NewsletterError, SubscriberError
-from newsletter.recipients import Recipient
-from newsletter.send import ledger
-from newsletter.send.dispatch import SendSummary, send_mailing
+from newsletter.errors import MailingError, NewsletterError
+from newsletter.send.dispatch import SendSummary
 from newsletter.send.stop import Stop
-from newsletter.send.testcopy import send_test
-from newsletter.states import OPEN, MailingStatus
-from newsletter.store import schema, utcnow
-from newsletter.subscribers.address import normalise
-
-m = schema.mailings
+from newsletter.states import MailingStatus
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,20 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="render and count the remaining copies (with --to: render that one copy); send and record nothing")
     parser.add_argument("--to", metavar="EMAIL",
-                        help="send the edition's unfinished or newest mailing (none yet: a draft of the next) to this one "
-                             "address as a test, recording nothing")
+                        help="send the mailing a reader would get next (the unfinished one, else a draft of the next, "
+                             "else the newest) to this one address as a test, recording nothing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(handler=run)
-
-
-def _unfinished(conn: sa.Connection, edition: str) -> sa.Row | None:
-    return conn.execute(
-        sa.select(m).where(m.c.edition == edition, m.c.status.in_(OPEN)).order_by(m.c.id.desc()).limit(1)
-    ).first()
-
-
-def _newest(conn: sa.Connection, edition: str) -> sa.Row | None:
-    return conn.execute(sa.select(m).where(m.c.edition == edition).order_by(m.c.id.desc()).limit(1)).first()
 
 
 def _report(ctx: Context, args: argparse.Namespace, data: dict[str, Any], line: str) -> None:
@@ -60,47 +42,52 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     engine = ctx.engine
     if args.to:
         return _send_to(ctx, args)
-    with engine.connect() as conn:
-        mailing = _unfinished(conn, edition.name)
-    if mailing is None and args.resume:
-        raise NewsletterError(f"edition {edition.name!r} has no unfinished mailing to resume")
-    if mailing is None and args.dry_run:
-        with engine.connect() as conn:
-            waiting = editions.waiting(conn, edition)
+    actor = cli_actor()
+    if args.dry_run:
+        return _dry_run(ctx, args)
+    if args.resume:
+        target = operations.resume_edition(config, engine, edition.name, actor)
+        if target.resumed and not args.json:
+            ctx.console.print(f"resuming mailing {target.mailing_id}, paused because: {target.paused_reason}",
+                              markup=False, highlight=False)
+    else:
+        target = operations.send_now(config, engine, edition.name, actor)
+    if target.mailing_id is None:
+        _report(ctx, args, {"edition": edition.name, "mailing_id": None, "sent": 0},
+                f"{edition.name}: no new briefs since the last mailing; nothing to send")
+        return 0
+    stop = Stop()
+    with stop.on_signals():
+        summary = _send(ctx, args, target.mailing_id, stop)
+    return _finish(ctx, args, edition.name, summary, stop)
+
+
+def _dry_run(ctx: Context, args: argparse.Namespace) -> int:
+    """Render and count the unfinished mailing's remaining copies, or say what sending would make."""
+    edition = ctx.config.edition(args.edition)
+    plan = operations.send_plan(ctx.config, ctx.engine, edition.name)
+    if plan.mailing_id is None:
+        if args.resume:
+            raise MailingError(f"edition {edition.name!r} has no unfinished mailing to resume", not_found=True)
+        waiting = plan.new_briefs
         _report(ctx, args, {"edition": edition.name, "mailing_id": None, "dry_run": True, "waiting_briefs": waiting},
                 f"{edition.name}: no unfinished mailing; sending now would make one from {waiting} new brief(s)")
         return 0
-    if mailing is None:
-        now = utcnow()
-        mailing_id = editions.prepare_mailing(config, engine, edition.name, slot=f"manual-{now.isoformat()}", now=now)
-        if mailing_id is None:
-            _report(ctx, args, {"edition": edition.name, "mailing_id": None, "sent": 0},
-                    f"{edition.name}: no new briefs since the last mailing; nothing to send")
-            return 0
-    else:
-        mailing_id = mailing.id
-        if mailing.status == MailingStatus.PAUSED and not args.dry_run:
-            with engine.begin() as conn:
-                ledger.resume(conn, mailing_id)
-            if not args.json:
-                ctx.console.print(f"resuming mailing {mailing_id}, paused because: {mailing.paused_reason}",
-                                  markup=False, highlight=False)
     stop = Stop()
-    if args.dry_run:
-        summary = _send(ctx, args, mailing_id, stop)
-    else:
-        with stop.on_signals():
-            summary = _send(ctx, args, mailing_id, stop)
-    _report(ctx, args, {"edition": edition.name, **summary.as_dict()}, _describe(edition.name, summary))
+    return _finish(ctx, args, edition.name, _send(ctx, args, plan.mailing_id, stop), stop)
+
+
+def _finish(ctx: Context, args: argparse.Namespace, edition: str, summary: SendSummary, stop: Stop) -> int:
+    _report(ctx, args, {"edition": edition, **summary.as_dict()}, _describe(edition, summary))
     if summary.stopped:
         ctx.console.print(f"newsletter: {summary.stopped}: {summary.where()}; "
-                          f"`newsletter send {edition.name} --resume` carries on", markup=False, highlight=False)
+                          f"`newsletter send {edition} --resume` carries on", markup=False, highlight=False)
         return stop.exit_code
     if summary.dry_run or summary.status == MailingStatus.DONE:
         return 0
     reason = f" ({summary.paused_reason})" if summary.paused_reason else ""
-    ctx.console.print(f"newsletter: error: mailing {mailing_id} is {summary.status}{reason}; "
-                      f"`newsletter send {edition.name} --resume` carries on", markup=False, highlight=False)
+    ctx.console.print(f"newsletter: error: mailing {summary.mailing_id} is {summary.status}{reason}; "
+                      f"`newsletter send {edition} --resume` carries on", markup=False, highlight=False)
     return 1
 
 
@@ -113,8 +100,8 @@ def _send(ctx: Context, args: argparse.Namespace, mailing_id: int, stop: Stop) -
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return send_mailing(ctx.config, ctx.engine, mailing_id, worker="cli", dry_run=args.dry_run, progress=progress,
-                            stop=stop)
+        return operations.deliver(ctx.config, ctx.engine, mailing_id, worker="cli", dry_run=args.dry_run,
+                                  progress=progress, stop=stop)
 
 
 def _describe(edition: str, s: SendSummary) -> str:
@@ -128,33 +115,23 @@ def _describe(edition: str, s: SendSummary) -> str:
 
 
 def _send_to(ctx: Context, args: argparse.Namespace) -> int:
-    """The edition's unfinished (else newest) mailing, or when it has none yet a draft of the one
-    sending now would create, to one address; nothing is stored, not even the draft."""
+    """The mailing a reader would get next (`operations.current`) to one address; nothing is
+    stored, not even a draft."""
     edition = ctx.config.edition(args.edition)
     if args.resume:
         raise NewsletterError("--to sends one test copy and --resume carries on a mailing: use one or the other")
-    try:
-        args.to = normalise(args.to)
-    except SubscriberError as exc:
-        raise NewsletterError(f"--to: {exc}") from exc
-    now = utcnow()
-    with ctx.engine.connect() as conn:
-        row = _unfinished(conn, edition.name) or _newest(conn, edition.name)
-        mailing = MailingContent.from_row(row) if row else editions.draft(conn, ctx.config, edition, now)
-    if mailing is None:
-        _report(ctx, args, {"edition": edition.name, "mailing_id": None, "to": args.to, "sent": 0},
-                f"{edition.name}: no mailing yet and no new briefs for one; nothing sent to {args.to}")
+    copy = operations.send_test_copy(ctx.config, ctx.engine, edition.name, args.to, cli_actor(), dry_run=args.dry_run,
+                                     field_name="--to")
+    data = copy.as_dict()
+    if copy.current is None:
+        _report(ctx, args, data, f"{edition.name}: no mailing yet and no new briefs for one; nothing sent to {copy.to}")
         return 0
-    briefs = len(mailing.brief_ids)
-    what = f"mailing {mailing.id}" if row else f"a draft of the next mailing ({briefs} briefs, not stored)"
-    data = {"edition": edition.name, "mailing_id": row.id if row else None, "draft": row is None,
-            "briefs": briefs, "subject": mailing.subject, "to": args.to}
+    content = copy.current.content
+    what = (f"mailing {content.id}" if copy.current.stored
+            else f"a draft of the next mailing ({len(content.brief_ids)} briefs, not stored)")
     if args.dry_run:
-        size = len(MessageFactory(ctx.config, mailing).build(Recipient(None, args.to)))
-        _report(ctx, args, {**data, "dry_run": True, "bytes": size, "sent": 0},
-                f"{edition.name}: {what} rendered for {args.to} ({size} bytes, {mailing.subject!r}); nothing sent")
+        _report(ctx, args, {**data, "dry_run": True},
+                f"{edition.name}: {what} rendered for {copy.to} ({copy.bytes} bytes, {content.subject!r}); nothing sent")
         return 0
-    result = send_test(ctx.config, mailing, args.to)
-    _report(ctx, args, {**data, "sent": 1, "provider_message_id": result.provider_message_id},
-            f"{edition.name}: {what} sent to {args.to} as a test (not recorded in the ledger)")
+    _report(ctx, args, data, f"{edition.name}: {what} sent to {copy.to} as a test (not recorded in the ledger)")
     return 0

@@ -6,7 +6,7 @@ import argparse
 
 from rich.table import Table
 
-from newsletter import status
+from newsletter import operations, status
 from newsletter.cli.context import Context
 
 
@@ -14,8 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("status", help="show sources, editions, mailings and their counts")
     parser.add_argument("--limit", type=_positive, metavar="N",
                         help="show only the newest N mailings (default: every mailing)")
+    parser.add_argument("--audit", action="store_true",
+                        help="show the audit log of operator actions instead (newest first; --limit N, default 50)")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.set_defaults(handler=run)
+
+
+AUDIT_LIMIT = 50
 
 
 def _positive(text: str) -> int:
@@ -34,6 +39,8 @@ def _minute(iso: str | None) -> str:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    if args.audit:
+        return _audit(ctx, args)
     report = status.gather(ctx.config, ctx.engine, mailing_limit=args.limit)
     if args.json:
         ctx.print_json(report)
@@ -79,4 +86,19 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         bounces.add_row(_minute(b["at"]), b["kind"].replace("_", " "), b["email"] or "", b["source"])
     for table in (sources, editions, mailings, bounces):
         ctx.out.print(table)
+    return 0
+
+
+def _audit(ctx: Context, args: argparse.Namespace) -> int:
+    entries = operations.audit_log(ctx.engine, args.limit or AUDIT_LIMIT)
+    if args.json:
+        ctx.print_json(entries)
+        return 0
+    table = Table(title="Audit log")
+    for column in ("when", "who", "channel", "from", "action", "target", "detail"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(_minute(e["at"]), e["operator"], e["channel"], e["origin"] or "", e["action"], e["target"] or "",
+                      e["detail"] or "")
+    ctx.out.print(table)
     return 0

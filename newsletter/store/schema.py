@@ -396,3 +396,48 @@ tracking_counts = sa.Table(
     sa.Column("verdict", sa.String(16), primary_key=True),
     sa.Column("count", sa.Integer, nullable=False),
 )
+
+# People who may use the console and the operator API, each with a role (admin | editor).
+operators = sa.Table(
+    "operators",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    # argon2id hash (PHC string) of the password.
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    # SHA-256 of the operator's API token (the token itself is shown once and never stored).
+    sa.Column("token_hash", sa.String(64), unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    # Sign-in failures in a row; at the limit, sign-in is refused until locked_until.
+    sa.Column("failed_logins", sa.Integer, nullable=False, default=0),
+    sa.Column("locked_until", UTCDateTime),
+)
+
+# Console sessions: the cookie holds a random token; the store keeps only its SHA-256.
+operator_sessions = sa.Table(
+    "operator_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("operator_id", sa.Integer, sa.ForeignKey("operators.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("origin", sa.String(64)),
+)
+
+# Every operator action: who (name kept even after the account is removed), what, when, from where.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("operator", sa.String(128), nullable=False),
+    # cli | api | console
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("origin", sa.String(128)),  # the client's address, or user@host for the CLI
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(256)),
+    sa.Column("detail", sa.Text),
+    sa.Index("ix_audit_log_at", "at"),
+)

@@ -36,6 +36,13 @@ def find(conn: sa.Connection, email: str) -> sa.Row | None:
     return conn.execute(sa.select(S).where(S.c.email == email)).one_or_none()
 
 
+def search(conn: sa.Connection, fragment: str, limit: int = 50) -> list[sa.Row]:
+    """Subscribers whose address contains `fragment` (case-insensitive), in address order."""
+    pattern = "%" + fragment.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return conn.execute(sa.select(S).where(sa.func.lower(S.c.email).like(pattern, escape="\\"))
+                        .order_by(S.c.email).limit(limit)).all()
+
+
 def get(conn: sa.Connection, subscriber_id: int) -> sa.Row | None:
     return conn.execute(sa.select(S).where(S.c.id == subscriber_id)).one_or_none()
 

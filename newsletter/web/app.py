@@ -18,6 +18,7 @@ from newsletter.web.pages import Pages
 from newsletter.web.security import BodyTooLarge, Guard
 from newsletter.web.webhooks import Webhooks
 from newsletter.web import archive, archive_index, feed_list, feeds, home, redirect
+from newsletter.web.console import Console
 from newsletter.web.operator import OperatorApi
 from newsletter.web.public import Public
 
@@ -41,6 +42,7 @@ async def health(request: Request) -> JSONResponse:
 def create_app(config: Config, engine: sa.Engine) -> Starlette:
     pages = Pages(config, engine)
     public = Public(config, engine)
+    operator = OperatorApi(config, engine)
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         *home.routes(public),
@@ -51,7 +53,8 @@ def create_app(config: Config, engine: sa.Engine) -> Starlette:
         *archive_index.routes(public),
         *archive.routes(public),
         *redirect.routes(config, engine),
-        *(operator := OperatorApi(config, engine)).routes(),
+        *operator.routes(),
+        *Console(config, engine, operator.start_sending).routes(),
     ]
 
     @contextlib.asynccontextmanager

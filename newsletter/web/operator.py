@@ -1,8 +1,10 @@
 """The operator API under `/api`: status, send an edition now, pause and resume mailings.
 
-Every call needs `Authorization: Bearer <token>`, the token being the value of the
-environment variable `[web].operator_token_env` names (compared in constant time). When
-that variable is unset the API answers 503 and says so: it is off, not open.
+Every call needs `Authorization: Bearer <token>`: the value of the environment variable
+`[web].operator_token_env` names (compared in constant time; it acts as an admin), or an
+operator's own token (`newsletter operators token NAME`; it acts with that operator's role,
+and the audit log names them). When neither kind is set up the API answers 503 and says so:
+it is off, not open. Every action goes through `newsletter.operations`.
 Sends run in a background thread of `serve`; the answer (202) gives the mailing's id
 and where to watch it. The store's lease and ledger make a send here and a scheduler's
 send of the same edition harmless to each other.
@@ -15,7 +17,6 @@ import logging
 import os
 import signal
 import threading
-from typing import Any
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
@@ -23,12 +24,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from newsletter import editions, locks, mailings, status
+from newsletter import audit, locks, operations, operators, status
+from newsletter.audit import Actor
 from newsletter.config import Config
 from newsletter.errors import ConfigError, LockedError, MailingError
+from newsletter.operators import ForbiddenError
 from newsletter.scheduler import Job, RunReport
-from newsletter.states import OPEN, MailingStatus
-from newsletter.store import schema, utcnow
+from newsletter.states import MailingStatus
+
+# Who the audit log names for calls made with the shared `[web].operator_token_env` token.
+SHARED_TOKEN_ACTOR = "operator-token"
 
 
 log = logging.getLogger(__name__)
@@ -72,79 +77,70 @@ class OperatorApi:
             Route("/mailings/{id:int}/resume", self._guarded(self.resume), methods=["POST"]),
         ])]
 
-    def _refusal(self, request: Request) -> Response | None:
+    def _actor(self, request: Request) -> Actor | Response:
+        """Who the bearer token names, or the answer that refuses the request."""
         env = self.config.web.operator_token_env
         expected = os.environ.get(env, "")
-        if not expected:
-            return _error(503, f"the operator API is off: set the environment variable {env} to a token")
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-            return _error(401, "a valid operator token is required (Authorization: Bearer ...)",
-                          **{"WWW-Authenticate": 'Bearer realm="newsletter operator API"'})
-        return None
+        given = given.strip() if scheme.lower() == "bearer" else ""
+        origin = request.client.host if request.client else ""
+        if expected and given and hmac.compare_digest(given.encode(), expected.encode()):
+            return Actor(SHARED_TOKEN_ACTOR, operators.ADMIN, audit.API, origin)
+        with self.engine.connect() as conn:
+            operator = operators.by_token(conn, given) if given else None
+            tokens_exist = operator is not None or operators.tokens_exist(conn)
+        if operator is not None:
+            return Actor(operator.name, operator.role, audit.API, origin)
+        if not expected and not tokens_exist:
+            return _error(503, f"the operator API is off: set the environment variable {env} to a token, "
+                               "or give an operator one with `newsletter operators token NAME`")
+        return _error(401, "a valid operator token is required (Authorization: Bearer ...)",
+                      **{"WWW-Authenticate": 'Bearer realm="newsletter operator API"'})
 
     def _guarded(self, handler):
         async def endpoint(request: Request) -> Response:
-            refusal = self._refusal(request)
-            if refusal is not None:
-                return refusal
+            actor = await run_in_threadpool(self._actor, request)
+            if isinstance(actor, Response):
+                return actor
             try:
-                return await handler(request)
+                return await handler(request, actor)
             except MailingError as exc:
                 return _error(404 if exc.not_found else 409, str(exc))
             except LockedError as exc:
                 return _error(409, str(exc))
             except ConfigError as exc:
                 return _error(404, str(exc))
+            except ForbiddenError as exc:
+                return _error(403, str(exc))
 
         return endpoint
 
-    async def status(self, request: Request) -> Response:
+    async def status(self, request: Request, actor: Actor) -> Response:
         return JSONResponse(await run_in_threadpool(status.gather, self.config, self.engine))
 
-    def _get(self, mailing_id: int) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            return mailings.get(conn, mailing_id)
+    async def mailing(self, request: Request, actor: Actor) -> Response:
+        return JSONResponse(await run_in_threadpool(operations.mailing, self.engine, request.path_params["id"]))
 
-    async def mailing(self, request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(self._get, request.path_params["id"]))
+    async def pause(self, request: Request, actor: Actor) -> Response:
+        return JSONResponse(await run_in_threadpool(operations.pause, self.engine, request.path_params["id"], actor))
 
-    async def pause(self, request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(mailings.pause, self.engine, request.path_params["id"]))
-
-    async def resume(self, request: Request) -> Response:
-        mailing = await run_in_threadpool(mailings.resume, self.engine, request.path_params["id"])
+    async def resume(self, request: Request, actor: Actor) -> Response:
+        mailing = await run_in_threadpool(operations.resume, self.engine, request.path_params["id"], actor)
         return JSONResponse({**mailing, "next": f"POST /api/editions/{mailing['edition']}/send, or the scheduler, sends it"})
 
-    def _mailing_to_send(self, name: str) -> tuple[int | None, str]:
-        """The edition's unfinished mailing, or a new one when there is news: (id, how)."""
-        edition = self.config.edition(name)
-        m = schema.mailings
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(m.c.id, m.c.status).where(m.c.edition == edition.name, m.c.status.in_(OPEN))
-                .order_by(m.c.id.desc()).limit(1)
-            ).first()
-        if row is not None and row.status == MailingStatus.PAUSED:
-            raise MailingError(f"mailing {row.id} of {name} is paused: POST /api/mailings/{row.id}/resume first")
-        if row is not None:
-            return row.id, "resumed"
-        now = utcnow()
-        mailing_id = editions.prepare_mailing(self.config, self.engine, edition.name, slot=f"manual-{now.isoformat()}",
-                                              now=now)
-        return mailing_id, "created"
-
-    def _start_sending(self, mailing_id: int, edition: str) -> None:
+    def start_sending(self, mailing_id: int, edition: str) -> None:
+        """Send the mailing in a background thread of `serve` (the console uses this too)."""
         # The job skips a mailing this process is already sending, so a second press is harmless.
         threading.Thread(target=self.job.send, args=(mailing_id, edition, RunReport()), name=f"send {mailing_id}",
                          daemon=True).start()
 
-    async def send(self, request: Request) -> Response:
+    async def send(self, request: Request, actor: Actor) -> Response:
         name = request.path_params["name"]
-        mailing_id, how = await run_in_threadpool(self._mailing_to_send, name)
-        if mailing_id is None:
+        target = await run_in_threadpool(operations.send_now, self.config, self.engine, name, actor)
+        if target.mailing_id is None:
             return JSONResponse({"edition": name, "mailing_id": None,
                                  "message": "no new briefs since the last mailing: nothing to send"})
-        self._start_sending(mailing_id, name)
-        return JSONResponse({"edition": name, "mailing_id": mailing_id, "mailing": how, "status": MailingStatus.SENDING,
-                             "url": f"/api/mailings/{mailing_id}"}, status_code=202)
+        self.start_sending(target.mailing_id, name)
+        return JSONResponse({"edition": name, "mailing_id": target.mailing_id,
+                             "mailing": "created" if target.created else "resumed", "status": MailingStatus.SENDING,
+                             "url": f"/api/mailings/{target.mailing_id}"}, status_code=202)
