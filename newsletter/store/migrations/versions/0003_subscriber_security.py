@@ -1,7 +1,7 @@
 """subscriber security: applied webhook events, bound subscribe requests, data links, rate hits
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-30 05:50:00
 """
 

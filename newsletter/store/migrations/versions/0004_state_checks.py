@@ -1,7 +1,7 @@
 """CHECK constraints on delivery states and mailing statuses
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-30 05:50:00
 
 The values are written out here, not imported from `newsletter.states`, so this revision

@@ -1,7 +1,7 @@
 """operators, console sessions and the audit log
 
 Revision ID: 0005
-Revises: 0007
+Revises: 0004
 """
 
 from alembic import op

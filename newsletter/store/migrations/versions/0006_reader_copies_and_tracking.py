@@ -1,7 +1,7 @@
 """per-reader copies of a mailing, and privacy-first click and open counts
 
 Revision ID: 0006
-Revises: 0007
+Revises: 0005
 Create Date: 2026-11-30 05:50:00
 
 A mailing's deliveries may carry a subset of its briefs: `deliveries.content_key` names the
