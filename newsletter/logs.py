@@ -1,11 +1,16 @@
-"""Structured logging: one line per event, as text for people or JSON for machines."""
+"""Structured logging: one line per event, as text for people or JSON for machines.
+
+Log lines quote what publishers, subscribers and remote servers wrote (titles, addresses, error
+answers) and land on an operator's terminal: control characters are removed from text lines and
+escaped in JSON ones, as everywhere the CLI prints (`cli/output.py`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import datetime, timezone
+
+from newsletter.terminal import clean, json_text
 
 # Fields a call can pass with `extra=` that belong in the event (kept, never merged into the message).
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -22,7 +27,7 @@ class JsonFormatter(logging.Formatter):
         event.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
-        return json.dumps(event, ensure_ascii=False, default=str)
+        return json_text(event, indent=None)
 
 
 class TextFormatter(logging.Formatter):
@@ -31,8 +36,9 @@ class TextFormatter(logging.Formatter):
         line = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname.lower():7} {record.name}: {record.getMessage()}"
         if extras:
             line += " " + extras
+        line = clean(line).replace("\n", " ")
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + "\n".join(clean(part) for part in self.formatException(record.exc_info).split("\n"))
         return line
 
 

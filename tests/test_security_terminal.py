@@ -102,3 +102,19 @@ def test_errors_quoting_hostile_input_are_inert(tmp_path: Path, store_url: str) 
     assert code == 1
     assert_safe(output)
     assert output.count("newsletter: error:") == 2
+
+
+def test_log_lines_carry_no_terminal_controls(capsys: pytest.CaptureFixture[str]) -> None:
+    """A title or server answer quoted in a log line cannot drive the operator's terminal."""
+    import logging
+
+    from newsletter.logs import setup_logging
+
+    hostile = "Title\x1b]8;;https://evil.example\x07click\x1b[2J\u202e"
+    for json_lines in (False, True):
+        setup_logging(json_lines=json_lines)
+        logging.getLogger("newsletter.test").warning("source failed: %s", hostile, extra={"detail": hostile})
+        err = capsys.readouterr().err
+        assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err, err
+        assert "Title" in err and "click" in err
+    logging.getLogger().handlers.clear()
