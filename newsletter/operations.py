@@ -39,6 +39,7 @@ from newsletter.states import MailingStatus
 from newsletter.store import utcnow
 from newsletter.subscribers import audience, csvfile, registry
 from newsletter.subscribers.address import normalise
+from newsletter.tracking import plot, report
 
 SAMPLE_EMAIL = "reader@example.org"
 
@@ -139,6 +140,24 @@ def mailing(engine: sa.Engine, mailing_id: int) -> dict[str, Any]:
         found["failures"] = [{"reason": r, "count": n} for r, n in mailings.failures(conn, mailing_id)]
     found["eta"] = eta(found, utcnow())
     return found
+
+
+def engagement(engine: sa.Engine, mailing_id: int) -> dict[str, Any]:
+    """The mailing's clicks per brief and kind of link, against the edition's previous ten (`report`)."""
+    with engine.connect() as conn:
+        return report.mailing_report(conn, mailing_id)
+
+
+def engagement_chart(engine: sa.Engine, mailing_id: int) -> bytes | None:
+    """The report's trend and per-brief bars as SVG; None without matplotlib (`newsletter[plots]`)."""
+    figures = engagement(engine, mailing_id)
+    buffer = io.BytesIO()
+    try:
+        plot.draw(buffer, f"mailing {mailing_id} ({figures['edition']}) and the ones before it",
+                  report.with_previous(figures), figures["briefs"], image_format="svg")
+    except NewsletterError:
+        return None
+    return buffer.getvalue()
 
 
 def eta(mailing: dict[str, Any], now: datetime) -> str | None:

@@ -201,6 +201,11 @@ def test_sign_in_preview_test_send_now_pause_resume_sign_out(served: Served, smt
             page.reload()
         expect(page.locator("#status")).to_have_text("done")
         expect(page.locator("td[data-state=sent]")).to_have_text(str(len(READERS)))
+        # The report's figures and charts, as `newsletter report` gives them: no clicks yet.
+        expect(page.locator("#briefs tbody tr")).to_have_count(2)
+        expect(page.locator("#briefs tbody tr").first).to_contain_text(str(len(READERS)))
+        page.wait_for_function("document.querySelector('img.chart').complete")
+        assert page.evaluate("document.querySelector('img.chart').naturalWidth") > 0
         page.screenshot(path=str(artifacts / "mailing-done.png"), full_page=True)
         assert received(smtp) == {EDITOR_ADDRESS: 1, **{r: 1 for r in READERS}}
 

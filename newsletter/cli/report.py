@@ -68,8 +68,7 @@ def _mailing(ctx: Context, args: argparse.Namespace, mailing_id: int) -> int:
     with ctx.engine.connect() as conn:
         figures = report.mailing_report(conn, mailing_id)
     if args.plot:
-        trend = [*reversed(figures["previous"]["each"]),
-                 {"mailing_id": mailing_id, "created_at": figures["created_at"], **figures}]
+        trend = report.with_previous(figures)
         plot.draw(args.plot, f"mailing {mailing_id} ({figures['edition']}) and the {len(trend) - 1} before it",
                   trend, figures["briefs"])
     if args.json:

@@ -164,6 +164,12 @@ def mailing_report(conn: sa.Connection, mailing_id: int) -> dict[str, Any]:
     }
 
 
+def with_previous(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """A mailing's figures after the edition's previous mailings, oldest first: the trend to draw."""
+    return [*reversed(figures["previous"]["each"]),
+            {"mailing_id": figures["mailing_id"], "created_at": figures["created_at"], **figures}]
+
+
 def edition_trend(conn: sa.Connection, edition: str, since: datetime) -> dict[str, Any]:
     """The edition's mailings created since `since`, oldest first, with their figures."""
     rows = conn.execute(

@@ -12,6 +12,7 @@ and frames from itself (the preview, which is sandboxed and may run no script).
 from __future__ import annotations
 
 import hmac
+import importlib.util
 import tomllib
 from datetime import datetime
 from functools import cached_property
@@ -53,6 +54,8 @@ FRAME_POLICY = (
     "form-action 'none'; frame-ancestors 'self'; sandbox"
 )
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+# The mailing page shows the report's charts when matplotlib (the `plots` extra) is installed.
+CHARTS = importlib.util.find_spec("matplotlib") is not None
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
 
@@ -86,6 +89,7 @@ class Console:
             Route("/editions/{name}/send", signed_in(self.confirm_send), methods=["GET"]),
             Route("/editions/{name}/send", signed_in(self.send_now, post=True), methods=["POST"]),
             Route("/mailings/{id:int}", signed_in(self.mailing), methods=["GET"]),
+            Route("/mailings/{id:int}/chart.svg", signed_in(self.chart), methods=["GET"]),
             Route("/mailings/{id:int}/pause", signed_in(self.pause, post=True), methods=["POST"]),
             Route("/mailings/{id:int}/resume", signed_in(self.resume, post=True), methods=["POST"]),
             Route("/subscribers", signed_in(self.subscribers), methods=["GET"]),
@@ -318,8 +322,16 @@ class Console:
     async def mailing(self, request: Request, session: Session) -> Response:
         found = await run_in_threadpool(operations.mailing, self.engine, request.path_params["id"])
         found["eta_text"] = _when(found["eta"])
+        found["engagement"] = await run_in_threadpool(operations.engagement, self.engine, found["id"])
         return self.render(request, "mailing.html", f"#{found['id']} {found['edition']}", session=session,
-                           section="overview", m=found, states=list(DeliveryState))
+                           section="overview", m=found, states=list(DeliveryState), charts=CHARTS)
+
+    async def chart(self, request: Request, session: Session) -> Response:
+        """The report's charts as SVG (the same as `newsletter report --plot`), same-origin for the page."""
+        svg = await run_in_threadpool(operations.engagement_chart, self.engine, request.path_params["id"])
+        if svg is None:
+            return Response("charts need the plots extra (matplotlib)", status_code=404, media_type="text/plain")
+        return Response(svg, media_type="image/svg+xml", headers=_headers())
 
     async def pause(self, request: Request, session: Session) -> Response:
         mailing_id = request.path_params["id"]
