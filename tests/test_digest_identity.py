@@ -43,6 +43,8 @@ def new_files(folder: Path, seen: set[Path]) -> list[Path]:
 
 def test_test_copies_previews_and_deliveries_never_share_an_identity(tmp_path: Path, sqlite_url: str) -> None:
     config, path = send_config(tmp_path, sqlite_url)
+    # Links as written, so the copies' archive links can be read off them (tracking has its own tests).
+    path.write_text(path.read_text() + "\n[tracking]\nclicks = false\n")
     engine = open_store(sqlite_url)
     add_subscribers(engine, ["ana@example.net", "ben@example.net"])
     add_brief(engine, "port-raid", seen=utcnow() - timedelta(minutes=5))
