@@ -15,8 +15,7 @@ from imapclient import IMAPClient
 from newsletter import config as config_module
 from newsletter.bounces import verp
 from newsletter.store import open_store, schema
-from tests.support.bouncelab import (BOUNCE_PASSWORD, BOUNCE_USER, IMAP_PORT, RETURN_PATH, SMTP_PORT, BounceLab,
-                                     bounce_lab)  # noqa: F401 (the fixture)
+from tests.support.bouncelab import BOUNCE_PASSWORD, BOUNCE_USER, RETURN_PATH, BounceLab, bounce_lab  # noqa: F401
 from tests.support.cli import run_cli, run_json
 from tests.support.configs import base_config, write_config
 from tests.support.sending import make_mailing
@@ -28,8 +27,8 @@ DEFERRED = ["dave@slow.example.net"]
 ENV = {"BOUNCE_MAILBOX_PASSWORD": BOUNCE_PASSWORD}
 
 
-def inbox_count(folder: str = "INBOX") -> int:
-    with IMAPClient("127.0.0.1", port=IMAP_PORT, ssl=False, timeout=10) as client:
+def inbox_count(lab: BounceLab, folder: str = "INBOX") -> int:
+    with IMAPClient("127.0.0.1", port=lab.imap_port, ssl=False, timeout=10) as client:
         client.login(BOUNCE_USER, BOUNCE_PASSWORD)
         return client.select_folder(folder, readonly=True)[b"EXISTS"]
 
@@ -44,9 +43,9 @@ def wait_for_copy(lab: BounceLab, reader: str, timeout: float = 60) -> None:
 
 def wait_for_mail(lab: BounceLab, count: int, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
-    while inbox_count() < count:
+    while inbox_count(lab) < count:
         if time.monotonic() > deadline:
-            raise AssertionError(f"{inbox_count()} of {count} notifications arrived\n{lab.diagnostics()}")
+            raise AssertionError(f"{inbox_count(lab)} of {count} notifications arrived\n{lab.diagnostics()}")
         lab.flush()
         time.sleep(1)
 
@@ -55,13 +54,13 @@ def wait_for_mail(lab: BounceLab, count: int, timeout: float = 90) -> None:
 def test_postfix_dsns_reach_dovecot_and_suppress_exactly_the_unknown_readers(
         tmp_path: Path, request: pytest.FixtureRequest, store: str, bounce_lab: BounceLab,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
-    assert inbox_count() == 0, "the bounce mailbox should start empty"
+    assert inbox_count(bounce_lab) == 0, "the bounce mailbox should start empty"
     store_url = f"sqlite:///{tmp_path / 'store.sqlite3'}" if store == "sqlite" else request.getfixturevalue("pg_url")
     data = base_config(store_url)
     data["editions"] = [{"name": "daily-en", "language": "en", "title": "Crime Briefs Daily"}]
-    data["transport"] = {"kind": "smtp", "host": "127.0.0.1", "port": SMTP_PORT, "connections": 2,
+    data["transport"] = {"kind": "smtp", "host": "127.0.0.1", "port": bounce_lab.smtp_port, "connections": 2,
                          "retry_base_seconds": 0.2}
-    data["bounces"] = {"return_path": RETURN_PATH, "kind": "imap", "host": "127.0.0.1", "port": IMAP_PORT,
+    data["bounces"] = {"return_path": RETURN_PATH, "kind": "imap", "host": "127.0.0.1", "port": bounce_lab.imap_port,
                        "tls": "none", "username": BOUNCE_USER, "password_env": "BOUNCE_MAILBOX_PASSWORD"}
     path = write_config(tmp_path, data)
     monkeypatch.setenv("BOUNCE_MAILBOX_PASSWORD", BOUNCE_PASSWORD)
@@ -97,7 +96,7 @@ def test_postfix_dsns_reach_dovecot_and_suppress_exactly_the_unknown_readers(
         soft = conn.execute(sa.select(s.c.soft_bounces).where(s.c.email == DEFERRED[0])).scalar_one()
     assert {e: statuses[e] for e in KNOWN + DEFERRED} == {e: "active" for e in KNOWN + DEFERRED}
     assert soft == 1
-    assert inbox_count() == 0 and inbox_count("Processed") == 3
+    assert inbox_count(bounce_lab) == 0 and inbox_count(bounce_lab, "Processed") == 3
 
     # Fetching again reads nothing and changes nothing; `status` shows the late bounces.
     code, again = run_json("bounces", "fetch", config=path, env=ENV)
@@ -105,7 +104,7 @@ def test_postfix_dsns_reach_dovecot_and_suppress_exactly_the_unknown_readers(
     proc = run_cli("status", "--json", config=path, env=ENV)
     assert proc.returncode == 0, proc.stderr
     # Empty the processed folder for the next store's run.
-    with IMAPClient("127.0.0.1", port=IMAP_PORT, ssl=False, timeout=10) as client:
+    with IMAPClient("127.0.0.1", port=bounce_lab.imap_port, ssl=False, timeout=10) as client:
         client.login(BOUNCE_USER, BOUNCE_PASSWORD)
         client.select_folder("Processed")
         client.delete_messages(client.search(["ALL"]))
