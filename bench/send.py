@@ -222,7 +222,7 @@ def memory(folder: Path, sizes: list[int], seconds: float) -> None:
         port = free_port()
         sink = smtp_sink(port)
         try:
-            config = write_config(sub, f'kind = "smtp"\nhost = "127.0.0.1"\nport = {port}\nconnections = 4')
+            write_config(sub, f'kind = "smtp"\nhost = "127.0.0.1"\nport = {port}\nconnections = 4')
             # A fresh process per size, so each peak is its own (VmHWM never goes down).
             out = subprocess.run([sys.executable, __file__, "--memory-child", str(sub), str(n), str(seconds)],
                                  check=True, capture_output=True, text=True).stdout

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from newsletter.store import open_store
 from tests.support.configs import base_config, write_config
 from tests.support.httpserver import FixtureServer
+from tests.support.inbox import Inbox
 from tests.support.wordpress import wordpress  # noqa: F401  (the session fixture, for every module)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +72,23 @@ def engine(store_url: str) -> Iterator[sa.Engine]:
     eng = open_store(store_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[sa.Engine]:
+    """An opened store on each of SQLite and PostgreSQL (tests may define their own `store`)."""
+    eng = open_store(store_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what `serve` mails (confirmations, links)."""
+    box = Inbox()
+    box.controller.start()
+    yield box
+    box.controller.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from newsletter.store import open_store, schema
 from tests.support.cli import run_cli, run_json
 from tests.support.configs import base_config, write_config
 from tests.support.fakewp import FakeWordPress, hours_ago
-from tests.support.httpserver import FixtureServer, Reply, Request
+from tests.support.httpserver import Reply, Request
 from tests.support.sites import mount_sites
 
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -10,28 +10,13 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
-from newsletter.store import open_store, schema, utcnow
+from newsletter.store import schema, utcnow
 from newsletter.subscribers import registry
 from tests.support.inbox import Inbox
 from tests.support.serve import Served
 from tests.support.subscribing import link_in, press, serve_site, session, subscribe
 
 Q = schema.subscribe_requests
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox()
-    box.controller.start()
-    yield box
-    box.controller.stop()
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[sa.Engine]:
-    engine = open_store(store_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

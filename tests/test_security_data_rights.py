@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter import tokens
-from newsletter.store import open_store, schema, utcnow
+from newsletter.store import schema, utcnow
 from newsletter.subscribers import registry
 from newsletter.subscribers.address import erased_key
 from newsletter.subscribers.profile import Profile
@@ -22,21 +22,6 @@ from tests.support.serve import Served
 from tests.support.subscribing import CSRF, link_in, press, serve_site, session, subscribe
 
 KEY = b"test-secret-key-0123456789abcdefghijkl"
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox()
-    box.controller.start()
-    yield box
-    box.controller.stop()
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[sa.Engine]:
-    engine = open_store(store_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

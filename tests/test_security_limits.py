@@ -6,30 +6,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
 
-import pytest
 import sqlalchemy as sa
 
-from newsletter.store import open_store
 from tests.support.inbox import Inbox
 from tests.support.serve import Served, free_port
 from tests.support.subscribing import session, site_config, subscribe
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox()
-    box.controller.start()
-    yield box
-    box.controller.stop()
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[sa.Engine]:
-    engine = open_store(store_url)
-    yield engine
-    engine.dispose()
 
 
 def settle(inbox: Inbox, seconds: float = 3.0) -> None:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from newsletter.store import open_store, schema
+from newsletter.store import open_store
 from newsletter.subscribers import registry
 from newsletter.subscribers.profile import Profile
 from tests.support.cli import run_cli

@@ -6,7 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +21,7 @@ from newsletter.slots import slot_id
 from newsletter.store import open_store, schema
 from newsletter.tracking import tokens
 from newsletter.tracking.filter import ClickFilter
-from tests.support.cli import run_cli, run_json
+from tests.support.cli import run_json
 from tests.support.configs import base_config, write_config
 from tests.support.editions import T0, add_subscriber
 from tests.support.httpserver import FixtureServer, Reply

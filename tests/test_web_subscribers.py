@@ -28,14 +28,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox()
-    box.controller.start()
-    yield box
-    box.controller.stop()
-
-
-@pytest.fixture
 def site(tmp_path: Path, store_url: str, inbox: Inbox) -> Iterator[Served]:
     port = free_port()
     data = base_config(store_url)

@@ -17,7 +17,7 @@ from newsletter.errors import SubscriberError
 from newsletter.store import schema, utcnow
 from newsletter.subscribers.address import erased_key, normalise
 from newsletter.subscribers.profile import Profile
-from newsletter.subscribers.suppression import lift_unsubscribe, record_event, suppress, suppression_reason
+from newsletter.subscribers.suppression import record_event, suppress, suppression_reason
 
 S = schema.subscribers
 C = schema.consents
