@@ -10,6 +10,7 @@ No cookie is set and neither the address nor the user agent is stored.
 from __future__ import annotations
 
 import base64
+import functools
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -35,8 +36,13 @@ def _not_found() -> Response:
 
 
 def routes(config: Config, engine: sa.Engine, click_filter: ClickFilter | None = None) -> list[BaseRoute]:
-    key = config.secret_key()
     judge = click_filter or ClickFilter()
+
+    @functools.cache
+    def key() -> bytes:
+        # Read when the first link is followed, not at start: `serve` starts without the signing
+        # key and says so on /health, as the other pages do.
+        return config.secret_key()
 
     def count(request: Request, mailing_id: int, link_no: int) -> None:
         day = datetime.now(timezone.utc).date()
@@ -51,7 +57,7 @@ def routes(config: Config, engine: sa.Engine, click_filter: ClickFilter | None =
 
     def follow(request: Request, token: str) -> str | None:
         try:
-            mailing_id, link_no = tokens.read(key, token)
+            mailing_id, link_no = tokens.read(key(), token)
         except tokens.TrackingTokenError:
             return None
         if link_no == tokens.OPEN:
@@ -65,7 +71,7 @@ def routes(config: Config, engine: sa.Engine, click_filter: ClickFilter | None =
 
     def opened(request: Request, token: str) -> bool:
         try:
-            mailing_id, link_no = tokens.read(key, token)
+            mailing_id, link_no = tokens.read(key(), token)
         except tokens.TrackingTokenError:
             return False
         if link_no != tokens.OPEN or not config.tracking.opens:
