@@ -15,9 +15,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from lxml import html as lxml_html
+from starlette.testclient import TestClient
 
 from newsletter.config import load
 from newsletter.store import open_store, schema
+from newsletter.web.app import create_app
 from tests.support.feeds import assert_valid_atom
 from tests.support.public import START, add_mailing, brief, public_config, seed, store_briefs
 from tests.support.serve import Served, free_port
@@ -271,3 +273,13 @@ def test_a_withdrawn_brief_leaves_the_archive_its_feed_and_the_web_copy(site: Si
     (tmp_path / "after.atom").write_bytes(feed.content)
     assert_valid_atom(ATOM_SCHEMA, [tmp_path / "after.atom"])
     assert "5 briefs" in site.get("/feeds/").text  # English feed: six stored, one withdrawn
+
+
+def test_an_archive_address_without_its_slash_leads_to_the_edition_or_is_a_404(tmp_path: Path, sqlite_url: str) -> None:
+    config = load(public_config(tmp_path, sqlite_url, "https://news.example.org"))
+    with TestClient(create_app(config, open_store(sqlite_url)), follow_redirects=False) as client:
+        moved = client.get("/archive/daily-en")
+        assert moved.status_code == 308 and moved.headers["location"] == "/archive/daily-en/"
+        assert client.get("/archive/no-such-edition").status_code == 404
+        assert client.get("/archive/-1").status_code == 404
+        assert client.get("/archive/12345").status_code == 404  # a mailing number, not an edition

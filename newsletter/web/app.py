@@ -50,8 +50,9 @@ def create_app(config: Config, engine: sa.Engine) -> Starlette:
         Route("/webhooks/{provider}", Webhooks(config, engine).handle, methods=["POST"]),
         *feed_list.routes(public),
         *feeds.routes(config, engine),
-        *archive_index.routes(public),
+        # The mailing pages (/archive/<number>) before the edition ones, whose names are any text.
         *archive.routes(public),
+        *archive_index.routes(public),
         *redirect.routes(config, engine),
         *operator.routes(),
         *Console(config, engine, operator.start_sending).routes(),

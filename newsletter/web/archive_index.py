@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter.config import EditionConfig
@@ -97,6 +97,14 @@ def routes(public: Public) -> list[BaseRoute]:
         return await public.page(request, ("archive", edition.name, number, lang),
                                  lambda: build_edition(edition, number, lang))
 
+    async def edition_without_slash(request: Request) -> Response:
+        """`/archive/daily-en` leads to the edition's page; a name that is no edition is a 404 at
+        once (the router would otherwise redirect any `/archive/<text>` to `/archive/<text>/`)."""
+        edition = editions.get(request.path_params["edition"])
+        if edition is None:
+            return public.not_found(request)
+        return RedirectResponse(f"/archive/{edition.name}/", status_code=308)
+
     async def feed(request: Request) -> Response:
         edition = editions.get(request.path_params["edition"])
         if edition is None:
@@ -108,4 +116,5 @@ def routes(public: Public) -> list[BaseRoute]:
         Route("/archive/", index, methods=["GET"]),
         Route("/archive/{edition}.atom", feed, methods=["GET"]),
         Route("/archive/{edition}/", edition_page, methods=["GET"]),
+        Route("/archive/{edition}", edition_without_slash, methods=["GET"]),
     ]
