@@ -27,12 +27,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from newsletter.contents import Planned
 from newsletter.errors import StoreError
 from newsletter.recipients import Recipient
 from newsletter.states import UNFINISHED, DeliveryState, MailingStatus
@@ -46,6 +45,9 @@ INSERT_CHUNK = 1000
 BEATS_PER_LEASE = 4
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from newsletter.contents import Planned
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable
     get none (recorded as `skipped` with that reason). Streams the recipients in chunks,
     whatever the size of the list. Returns how many deliveries were added.
     """
+    from newsletter.contents import Planned  # here: send workers never create deliveries (nor render)
+
     before = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
     insert = _insert(conn)
     for chunk in _chunks(recipients, INSERT_CHUNK):

@@ -35,11 +35,11 @@ from newsletter.send.ledger import Claimed
 from newsletter.send.ratelimit import TokenBucket
 from newsletter.send.retry import MAX_RETRY_AFTER, bounce_kind, failure_reason, judge
 from newsletter.send.transport import Envelope, Result, Transport
-from newsletter.send.transports import KINDS, open_transport
+from newsletter.send.transports import open_transport, personalises
 from newsletter.states import DeliveryState, MailingStatus
 from newsletter.store import utcnow
 from newsletter.store.db import create_engine
-from newsletter.subscribers import record_bounce
+from newsletter.subscribers.suppression import record_bounce
 
 # Longest a worker waits between looks at the ledger when others hold the remaining deliveries.
 POLL_SECONDS = 1.0
@@ -232,7 +232,7 @@ def worker_main(spec: WorkerSpec, threads: int, bucket: TokenBucket | None, even
     try:
         with engine.connect() as conn:
             mailing = ledger.mailing(conn, spec.mailing_id)
-        copies = CopyFactories(spec.config, engine, mailing, provider=KINDS[spec.config.transport.kind].personalises)
+        copies = CopyFactories(spec.config, engine, mailing, provider=personalises(spec.config.transport.kind))
         workers = [Worker(spec, i, engine, copies, bucket, events, stopping) for i in range(threads)]
     except NewsletterError as exc:
         events.put(("error", str(exc)))
