@@ -42,6 +42,8 @@ from newsletter.subscribers.suppression import suppressed_among
 d = schema.deliveries
 m = schema.mailings
 INSERT_CHUNK = 1000
+# PostgreSQL's work_mem while a mailing's deliveries are written: a million rows sort in memory.
+SORT_MEMORY = "128MB"
 # Beats per lease: a few missed beats (a busy store) never let a live worker's claim expire.
 BEATS_PER_LEASE = 4
 
@@ -75,7 +77,7 @@ def worker_name(label: str) -> str:
     return f"{label}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"[:128]
 
 
-def _chunks(items: Iterable[Recipient | Planned], size: int) -> Iterator[list[Recipient | Planned]]:
+def _chunks(items: Iterable[Recipient], size: int) -> Iterator[list[Recipient]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
@@ -95,31 +97,56 @@ def count(conn: sa.Connection, mailing_id: int) -> dict[str, int]:
     return counts
 
 
-def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable[Recipient | Planned]) -> int:
+def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable[Recipient]) -> int:
     """Record one delivery per recipient, once: running it again adds only the missing ones.
 
     Addresses on the suppression list are recorded as `suppressed`, so the ledger says why
-    they were not mailed. A `Planned` recipient names their copy of the mailing, or why they
-    get none (recorded as `skipped` with that reason). Streams the recipients in chunks,
-    whatever the size of the list. Returns how many deliveries were added.
+    they were not mailed. Streams the recipients in chunks, whatever the size of the list.
+    Returns how many deliveries were added. A mailing's readers go through `record_planned`,
+    which the store runs by itself; this is for lists made in Python.
     """
     from newsletter.contents import Planned  # here: send workers never create deliveries (nor render)
 
     before = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
     insert = _insert(conn)
     for chunk in _chunks(recipients, INSERT_CHUNK):
-        planned = [p if isinstance(p, Planned) else Planned(p) for p in chunk]
-        blocked = suppressed_among(conn, [p.recipient.email for p in planned])
+        blocked = suppressed_among(conn, [r.email for r in chunk])
         rows = [
-            {"mailing_id": mailing_id, "subscriber_id": p.recipient.id, "email": p.recipient.email, "attempts": 0,
-             "content_key": p.content_key, "last_error": None if p.recipient.email in blocked else p.skipped,
-             "state": (DeliveryState.SUPPRESSED if p.recipient.email in blocked
-                       else DeliveryState.SKIPPED if p.skipped else DeliveryState.PENDING)}
-            for p in planned
+            {"mailing_id": mailing_id, "subscriber_id": r.id, "email": r.email, "attempts": 0, "content_key": None,
+             "last_error": None,
+             "state": DeliveryState.SUPPRESSED if r.email in blocked else DeliveryState.PENDING}
+            for r in chunk
         ]
         conn.execute(insert(), rows)
     after = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
     return after - before
+
+
+def record_planned(conn: sa.Connection, mailing_id: int, rows: sa.Select) -> int:
+    """Record one delivery per row of `rows` (subscriber_id, email, state, content_key,
+    last_error: `audience.planned_rows`), once, in one INSERT ... SELECT: the store reads the
+    subscribers and writes the deliveries itself, so a million readers cost no Python memory.
+    Returns how many deliveries were added.
+
+    The audience already leaves out suppressed addresses; an erased one (only its hash is in
+    the suppression list) is caught by `claim`, which checks every batch before it is sent.
+    """
+    picked = rows.subquery()
+    source = sa.select(sa.literal(mailing_id, sa.Integer), picked.c.subscriber_id, picked.c.email, picked.c.state,
+                       sa.literal(0, sa.Integer), picked.c.last_error, picked.c.content_key)
+    columns = ["mailing_id", "subscriber_id", "email", "state", "attempts", "last_error", "content_key"]
+    if conn.dialect.name == "postgresql":
+        # Sort the million rows into subscriber order in memory rather than in temporary files
+        # (this transaction only).
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{SORT_MEMORY}'")
+    recorded = conn.execute(sa.select(d.c.id).where(d.c.mailing_id == mailing_id).limit(1)).first()
+    if recorded is None:
+        # A mailing with no deliveries yet, and one row per subscriber (their addresses are
+        # unique): nothing can conflict, and PostgreSQL's ON CONFLICT would cost a speculative
+        # insertion per row, as long again as the insert itself.
+        return conn.execute(d.insert().from_select(columns, source)).rowcount
+    # WHERE true: SQLite would read the ON of ON CONFLICT as a join's without one.
+    return conn.execute(_insert(conn)().from_select(columns, source.where(sa.true()))).rowcount
 
 
 @functools.lru_cache(maxsize=None)
