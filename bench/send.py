@@ -42,7 +42,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from bench import sample  # noqa: E402
 from newsletter import briefs  # noqa: E402
-from newsletter.config import Config, load  # noqa: E402
+from newsletter.config import Config  # noqa: E402
 from newsletter.digest import MessageFactory, render_mailing  # noqa: E402
 from newsletter.recipients import Recipient  # noqa: E402
 from newsletter.send import ledger  # noqa: E402
