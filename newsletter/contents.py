@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import sqlalchemy as sa
 
@@ -23,8 +22,9 @@ from newsletter.briefs import Brief
 from newsletter.config import Config, EditionConfig
 from newsletter.digest import MailingContent, RenderedMailing, render_mailing
 from newsletter.errors import NewsletterError, RenderError
-from newsletter.recipients import Recipient
+from newsletter.states import DeliveryState
 from newsletter.store import schema
+from newsletter.subscribers.audience import Group, Plan
 from newsletter.tracking import links as tracked_links
 from newsletter.tracking.links import LinkBook
 
@@ -47,15 +47,6 @@ def skip_reason(countries: Iterable[str]) -> str:
     return "no brief in the mailing is about the subscriber's countries (" + ", ".join(sorted(countries)) + ")"
 
 
-@dataclass(frozen=True)
-class Planned:
-    """A delivery to create: who, which copy (None: the whole mailing), or why they get none."""
-
-    recipient: Recipient
-    content_key: str | None = None
-    skipped: str | None = None
-
-
 def render_copy(config: Config, edition: EditionConfig, briefs: list[Brief], *, mailing_id: int,
                 created_at: datetime, book: LinkBook | None) -> RenderedMailing:
     """One copy rendered, its links made trackable through `book` (when clicks are tracked) and
@@ -74,7 +65,7 @@ def render_copy(config: Config, edition: EditionConfig, briefs: list[Brief], *, 
 
 
 class Copies:
-    """Plans each reader's copy of one mailing being created, rendering each distinct set once."""
+    """Plans each group of readers' copy of one mailing being created, rendering each distinct set once."""
 
     def __init__(self, conn: sa.Connection, config: Config, edition: EditionConfig, mailing_id: int,
                  created_at: datetime, briefs: Sequence[Brief], book: LinkBook | None) -> None:
@@ -94,16 +85,19 @@ class Copies:
         """How many partial copies were rendered (the whole mailing not counted)."""
         return len(self._rendered)
 
-    def plan(self, readers: Iterable[tuple[Recipient, Sequence[str]]]) -> Iterator[Planned]:
-        for recipient, countries in readers:
-            chosen = frozenset(countries)
-            if chosen not in self._by_countries:
-                self._by_countries[chosen] = self._key_for(chosen)
-            key = self._by_countries[chosen]
-            if key == "":
-                yield Planned(recipient, skipped=skip_reason(chosen))
-            else:
-                yield Planned(recipient, content_key=key)
+    def plans(self, groups: Iterable[Group]) -> list[Plan]:
+        """What each group of readers gets: their copy (rendered and stored the first time a set
+        of briefs is met), the whole mailing, or nothing (skipped, with the reason)."""
+        return [self._plan(group) for group in groups]
+
+    def _plan(self, group: Group) -> Plan:
+        chosen = frozenset(group.countries)
+        if chosen not in self._by_countries:
+            self._by_countries[chosen] = self._key_for(chosen)
+        key = self._by_countries[chosen]
+        if key == "":
+            return Plan(group, DeliveryState.SKIPPED, reason=skip_reason(chosen))
+        return Plan(group, DeliveryState.PENDING, content_key=key)
 
     def _key_for(self, countries: frozenset[str]) -> str | None:
         """The copy's key; None for the whole mailing, "" when nothing matches."""

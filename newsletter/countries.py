@@ -9,6 +9,7 @@ the source's spelling. `[collect].countries` in the config adds names (or countr
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Mapping, Sequence
@@ -126,6 +127,7 @@ _VOCABULARY: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
+@functools.lru_cache(maxsize=8192)
 def normalise(term: str) -> str:
     """The matching key of a name: no accents, no case, no spaces or punctuation ("El-Salvador" = "el salvador")."""
     decomposed = unicodedata.normalize("NFKD", term.replace("&", " and "))

@@ -28,11 +28,11 @@ from newsletter.countries import Countries
 from newsletter.digest import MailingContent, render_mailing
 from newsletter.errors import LockedError
 from newsletter.locks import Lease, owner_id
-from newsletter.send.ledger import create_deliveries
+from newsletter.send import ledger
 from newsletter.slots import parse_slot
 from newsletter.states import MailingStatus
 from newsletter.store import schema, utcnow
-from newsletter.subscribers.audience import readers
+from newsletter.subscribers.audience import groups, planned_rows
 from newsletter.tracking import links as tracked_links
 
 log = logging.getLogger(__name__)
@@ -179,9 +179,12 @@ def _create(conn: sa.Connection, config: Config, edition: EditionConfig, slot: s
             content_hash=rendered.content_hash,
         )
     )
-    # Each reader's copy: the briefs about their countries, each distinct set rendered once.
+    # Each reader's copy: the briefs about their countries, each distinct set rendered once,
+    # decided per group of readers who chose alike; the store writes the deliveries itself.
     copies = contents.Copies(conn, config, edition, mailing_id, now, selection.briefs, book)
-    added = create_deliveries(conn, mailing_id, copies.plan(readers(conn, edition)))
+    plans = copies.plans(groups(conn, edition))
+    with planned_rows(conn, edition, plans) as rows:
+        added = ledger.record_planned(conn, mailing_id, rows)
     if book is not None:
         tracked_links.save(conn, book)
     return mailing_id, added

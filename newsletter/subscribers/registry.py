@@ -158,7 +158,10 @@ def erase(conn: sa.Connection, subscriber_id: int) -> None:
         return
     key = erased_key(row.email)
     reason = suppression_reason(conn, row.email) or "erased"
-    conn.execute(sa.update(schema.deliveries).where(schema.deliveries.c.email == row.email).values(email=key))
+    d = schema.deliveries
+    # The ledger has no foreign key to clear the id (store migration 0008): one pass does both.
+    conn.execute(sa.update(d).where(sa.or_(d.c.email == row.email, d.c.subscriber_id == subscriber_id))
+                 .values(email=sa.case((d.c.email == row.email, key), else_=d.c.email), subscriber_id=None))
     conn.execute(sa.update(schema.events).where(schema.events.c.email == row.email).values(email=key, detail=None))
     conn.execute(sa.delete(schema.subscribe_requests).where(schema.subscribe_requests.c.email == row.email))
     conn.execute(sa.delete(C).where(C.c.subscriber_id == subscriber_id))
