@@ -6,7 +6,9 @@ Writes a CSV of ROWS (default 1,000,000) subscribers into a temporary folder and
 `newsletter subscribers import FILE --json` as an operator does (a subprocess: start-up, the
 migration check and the progress-free output included) twice, all new then all updates, then
 `subscribers export`. Each run's time, rows/s and peak resident memory (the child's own
-getrusage) are printed with the machine's load average.
+getrusage) are printed with the machine's load average, and the CPU seconds the command
+itself used (on PostgreSQL the server's work is not in it): on a shared machine, rows per CPU
+second says what one free core would do.
 
 The reference is the least any import of this file must do: Python's csv module reading the
 same file and the database driver's own executemany inserting its rows, unchecked, into a
@@ -67,8 +69,8 @@ def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def run(argv: list[str], env: dict[str, str], codes: tuple[int, ...] = (0,)) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB, stdout) of one subprocess that must exit with one of `codes`."""
+def run(argv: list[str], env: dict[str, str], codes: tuple[int, ...] = (0,)) -> tuple[float, float, float, str]:
+    """(seconds, CPU seconds, peak RSS in MB, stdout) of one subprocess that must exit with one of `codes`."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     out = proc.stdout.read() if proc.stdout else ""
@@ -76,7 +78,7 @@ def run(argv: list[str], env: dict[str, str], codes: tuple[int, ...] = (0,)) -> 
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) not in codes:
         raise SystemExit(f"{argv} failed ({status})")
-    return elapsed, usage.ru_maxrss / 1024, out
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
 
 
 REFERENCE = """
@@ -105,9 +107,9 @@ with open(path, encoding="utf-8", newline="") as f:
 """
 
 
-def reference(url: str, path: Path) -> tuple[float, float]:
-    elapsed, rss, _ = run([sys.executable, "-c", REFERENCE, url, str(path)], dict(os.environ))
-    return elapsed, rss
+def reference(url: str, path: Path) -> tuple[float, float, float]:
+    elapsed, cpu, rss, _ = run([sys.executable, "-c", REFERENCE, url, str(path)], dict(os.environ))
+    return elapsed, cpu, rss
 
 
 def write_config(folder: Path, store_url: str) -> Path:
@@ -137,23 +139,24 @@ def bench_store(label: str, store_url: str, reference_url: str, path: Path, rows
     # The store is created and migrated first, so neither figure includes building the schema.
     subprocess.run([*cli, "export", str(folder / "empty.csv")], env=env, check=True, stdout=subprocess.DEVNULL)
     before = load()
-    ref_time, ref_rss = reference(reference_url, path)
+    ref_time, ref_cpu, ref_rss = reference(reference_url, path)
     print(f"{label}: reference (csv + driver executemany, unchecked): {ref_time:.1f} s, {rows / ref_time:,.0f} rows/s, "
-          f"peak RSS {ref_rss:.0f} MB; load {before}", flush=True)
+          f"CPU {ref_cpu:.1f} s, peak RSS {ref_rss:.0f} MB; load {before}", flush=True)
     for what in ("all new", "all updates"):
         before = load()
         # Exit 1: the file's invalid rows were reported (and the valid ones imported).
-        elapsed, rss, out = run([*cli, "import", str(path), "--json"], env, codes=(1,))
+        elapsed, cpu, rss, out = run([*cli, "import", str(path), "--json"], env, codes=(1,))
         summary = json.loads(out)
         if len(summary["invalid"]) != invalid or summary["added"] + summary["updated"] != rows - invalid:
             raise SystemExit(f"unexpected summary: { {k: v for k, v in summary.items() if k != 'invalid'} }, "
                              f"{len(summary['invalid'])} invalid")
         print(f"{label}: import ({what}): {elapsed:.1f} s, {rows / elapsed:,.0f} rows/s "
-              f"({ref_time / elapsed:.2f}x the reference), peak RSS {rss:.0f} MB; added {summary['added']}, "
+              f"({ref_time / elapsed:.2f}x the reference), CPU {cpu:.1f} s ({rows / cpu:,.0f} rows per CPU second), "
+              f"peak RSS {rss:.0f} MB; added {summary['added']}, "
               f"updated {summary['updated']}, {len(summary['invalid'])} invalid reported by line; "
               f"load {before} -> {load()}", flush=True)
     before = load()
-    elapsed, rss, _ = run([*cli, "export", str(folder / "export.csv")], env)
+    elapsed, cpu, rss, _ = run([*cli, "export", str(folder / "export.csv")], env)
     print(f"{label}: export: {elapsed:.1f} s, {rows / elapsed:,.0f} rows/s, peak RSS {rss:.0f} MB; "
           f"load {before} -> {load()}", flush=True)
 
