@@ -6,14 +6,16 @@ import csv
 import io
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import pytest
 import sqlalchemy as sa
 
 from newsletter.cli import main
+from newsletter.config import load
 from newsletter.store import open_store, schema
 from newsletter.subscribers import csvfile
+from newsletter.subscribers.profile import Vocabulary
 from tests.support.cli import run_cli, run_json
 from tests.support.configs import base_config, write_config
 
@@ -156,3 +158,61 @@ def test_show_and_remove_name_the_address_and_fail_clearly_when_unknown(config: 
     assert added["consents"][0]["action"] == "add"
     shown = run_cli("subscribers", "show", "eve@EXAMPLE.org", config=config, check=True).stdout
     assert "status: active" in shown and "editions: weekly-es" in shown
+
+
+def test_a_large_file_streams_in_batches_and_names_a_repeat_from_an_earlier_batch(
+        config: Path, store_url: str, tmp_path: Path) -> None:
+    """12,000 rows (three batches): a repeat of line 2 near the end is still named, every other
+    error keeps its line, and the output lists them in file order."""
+    lines = [f"reader{i}@example.org,en,Mexico" for i in range(12000)]
+    lines[7000] = "not an address,en,Mexico"
+    lines[11000] = "READER0@Example.org,en,Mexico"
+    lines[3000] = "reader3000@example.org,xx,Mexico"
+    path = tmp_path / "large.csv"
+    path.write_text("email,language,countries\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    code, summary = run_json("subscribers", "import", str(path), config=config)
+    assert code == 1
+    assert [(e["line"], e["reason"].split(":")[0]) for e in summary["invalid"]] == [
+        (3002, "language 'xx'"), (7002, "'not an address' is not a valid email address"),
+        (11002, "reader0@example.org is already on line 2")]
+    assert summary["added"] == 11997
+    proc = run_cli("subscribers", "import", str(path), config=config)
+    assert [line.split(f"{path.name}:")[1].split(":")[0] for line in proc.stderr.strip().splitlines()] == \
+        ["3002", "7002", "11002"]
+    assert "0 added, 11997 updated" in proc.stdout
+
+
+def test_rows_are_written_while_the_file_is_still_being_read(store_url: str, tmp_path: Path) -> None:
+    """The import holds one batch, not the file: when the reader reaches the second batch's
+    rows, the first batch is already in the store (same transaction)."""
+    engine = open_store(store_url)
+    config = write_config(tmp_path, {**base_config(store_url), "editions": EDITIONS})
+    vocabulary = Vocabulary(load(config))
+    written_when_read: list[int] = []
+
+    def lines(conn: sa.Connection) -> Iterator[str]:
+        yield "email,name\n"
+        for i in range(2 * csvfile._BATCH):
+            if i == csvfile._BATCH + 10:
+                written_when_read.append(conn.execute(sa.select(sa.func.count()).select_from(schema.subscribers))
+                                         .scalar_one())
+            yield f"reader{i}@example.org,Reader {i}\n"
+
+    try:
+        with engine.begin() as conn:
+            summary = csvfile.import_rows(conn, csvfile.read_rows(lines(conn), vocabulary), "gen.csv")
+    finally:
+        engine.dispose()
+    assert summary.added == 2 * csvfile._BATCH
+    assert written_when_read == [csvfile._BATCH]
+
+
+def test_a_file_that_turns_out_not_to_be_utf8_after_many_rows_imports_nothing(
+        config: Path, store_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "broken.csv"
+    good = "".join(f"reader{i}@example.org,Reader {i}\n" for i in range(12000))
+    path.write_bytes(("email,name\n" + good).encode("utf-8") + b"late@example.org,Caf\xe9\n")
+    proc = run_cli("subscribers", "import", str(path), config=config)
+    assert proc.returncode != 0
+    assert "is not UTF-8 text" in proc.stderr and "nothing imported" in proc.stderr
+    assert rows(store_url, schema.subscribers) == [] and rows(store_url, schema.consents) == []

@@ -64,13 +64,20 @@ class Vocabulary:
             slugs.append(slug)
         return tuple(dict.fromkeys(slugs))
 
-    def profile(self, name: str, language: str, editions: Iterable[str], countries: Iterable[str]) -> Profile:
+    def name(self, text: str) -> str:
         # Control and format characters (ESC, BEL, bidi overrides) have no place in a name.
-        name = " ".join("".join(c for c in (name or "") if unicodedata.category(c) not in ("Cc", "Cf")).split())
+        # (A printable name has none, and most names are: only the others are scanned.)
+        name = text or ""
+        if not name.isprintable():
+            name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf"))
+        name = " ".join(name.split())
         if len(name) > 200:
             raise SubscriberError("name is longer than 200 characters")
+        return name
+
+    def profile(self, name: str, language: str, editions: Iterable[str], countries: Iterable[str]) -> Profile:
         lang = self.language(language)
-        return Profile(name, lang, self.edition_names(editions, lang), self.country_slugs(countries))
+        return Profile(self.name(name), lang, self.edition_names(editions, lang), self.country_slugs(countries))
 
 
 def split_list(text: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Any, Iterator, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,6 +36,17 @@ def literal_in_list(values: list[str]) -> sa.BindParameter:
     return sa.bindparam("values", values, expanding=True, literal_execute=True)
 
 
+def in_values(conn: sa.Connection, column: sa.ColumnElement[Any], values: list[str]) -> Iterator[sa.ColumnElement[bool]]:
+    """Conditions `column IN values` for a long list, one statement each, as each store plans
+    them best: PostgreSQL gets literal lists of 900; SQLite one JSON array for the lot (json_each),
+    sparing the rendering and binding of thousands of values."""
+    if conn.dialect.name == "postgresql":
+        for start in range(0, len(values), 900):
+            yield column.in_(literal_in_list(values[start:start + 900]))
+    elif values:
+        yield column.in_(sa.select(sa.func.json_each(json.dumps(values)).table_valued("value").c.value))
+
+
 def suppression_reason(conn: sa.Connection, email: str) -> str | None:
     """Why `email` must not be mailed (its own entry, or its erased hash), or None."""
     return conn.execute(
@@ -46,11 +58,8 @@ def suppressed_among(conn: sa.Connection, emails: list[str]) -> dict[str, str]:
     """{email: reason} for the suppressed ones among `emails` (plain or erased entries)."""
     keys = {erased_key(e): e for e in emails}
     found: dict[str, str] = {}
-    wanted = list(emails) + list(keys)
-    for start in range(0, len(wanted), 900):
-        chunk = wanted[start:start + 900]
-        query = sa.select(X.c.email, X.c.reason).where(X.c.email.in_(literal_in_list(chunk)))
-        for email, reason in conn.execute(query):
+    for condition in in_values(conn, X.c.email, list(emails) + list(keys)):
+        for email, reason in conn.execute(sa.select(X.c.email, X.c.reason).where(condition)):
             found[keys.get(email, email)] = reason
     return found
 
