@@ -101,6 +101,19 @@ def groups(conn: sa.Connection, edition: EditionConfig) -> list[Group]:
             for editions_json, countries_json in rows if _wants(json.loads(editions_json), edition)]
 
 
+def count(conn: sa.Connection, edition: EditionConfig, countries: Collection[str]) -> int:
+    """How many readers `audience` would give, counted by the store group by group."""
+    editions_text, countries_text = _as_text(conn, S.c.editions), _as_text(conn, S.c.countries)
+    rows = conn.execute(
+        sa.select(editions_text, countries_text, sa.func.count())
+        .where(_eligible(edition)).group_by(editions_text, countries_text)
+    )
+    wanted = set(countries)
+    return sum(size for editions_json, countries_json, size in rows
+               if _wants(json.loads(editions_json), edition)
+               and (not (chosen := json.loads(countries_json)) or not wanted.isdisjoint(chosen)))
+
+
 @dataclass(frozen=True)
 class Plan:
     """What every reader of a group gets: a delivery in `state`, carrying copy `content_key`
