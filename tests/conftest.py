@@ -117,6 +117,9 @@ def real_fixtures() -> Path:
     return REAL_FIXTURES
 
 
+BROWSER_WAIT_MS = 60_000
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     path = os.environ.get("NEWSLETTER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -124,6 +127,10 @@ def chromium() -> str:
         if os.environ.get("NEWSLETTER_REQUIRE_BROWSER"):
             pytest.fail("no Chromium found but NEWSLETTER_REQUIRE_BROWSER is set")
         pytest.skip("no headless Chromium (apt-get install chromium)")
+    # Playwright's assertions wait 5 s by default; a page under the full suite's load on a shared
+    # 2-core machine can take longer to answer than that, and a slow page is not a failing one.
+    from playwright.sync_api import expect
+    expect.set_options(timeout=BROWSER_WAIT_MS)
     return path
 
 

@@ -6,6 +6,7 @@ import csv
 import io
 import time
 from pathlib import Path
+from typing import Iterable
 
 import pytest
 import sqlalchemy as sa
@@ -116,8 +117,9 @@ def test_a_crash_halfway_through_an_import_leaves_nothing(config: Path, store_ur
                     encoding="utf-8")
     real = csvfile.import_rows
 
-    def crash_after_writing(conn: sa.Connection, parsed: csvfile.ParsedFile, source: str) -> csvfile.ImportSummary:
-        real(conn, parsed, source)
+    def crash_after_writing(conn: sa.Connection, read: Iterable[csvfile.ImportRow | csvfile.Invalid],
+                            source: str) -> csvfile.ImportSummary:
+        real(conn, read, source)
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.subscribers)).scalar() == 3000
         raise RuntimeError("power cut")
 

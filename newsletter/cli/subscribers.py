@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 import rich.progress
@@ -56,18 +55,20 @@ def import_(ctx: Context, args: argparse.Namespace) -> int:
     vocabulary = Vocabulary(ctx.config)
     quiet = not ctx.console.is_terminal  # progress is for people watching, not for logs
     try:
-        with rich.progress.open(args.file, encoding="utf-8-sig", newline="", description="checking rows",
+        with rich.progress.open(args.file, encoding="utf-8-sig", newline="", description="importing rows",
                                 console=ctx.console, transient=True, disable=quiet) as f:
-            parsed = csvfile.parse(f, vocabulary)
+            try:
+                rows = csvfile.read_rows(f, vocabulary)
+            except SubscriberError as exc:  # the header row is wrong: nothing was imported
+                raise SubscriberError(f"{args.file}: {exc}; nothing imported") from exc
+            # Rows are read, checked and written a batch at a time, in one transaction.
+            with ctx.engine.begin() as conn:
+                summary = csvfile.import_rows(conn, rows, args.file.name)
     except OSError as exc:
         raise SubscriberError(f"cannot read {args.file}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise SubscriberError(f"{args.file} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
-    except SubscriberError as exc:  # the header row is wrong: nothing was imported
-        raise SubscriberError(f"{args.file}: {exc}; nothing imported") from exc
-    with ctx.console.status(f"writing {len(parsed.rows)} rows to the store") if not quiet else nullcontext():
-        with ctx.engine.begin() as conn:
-            summary = csvfile.import_rows(conn, parsed, args.file.name)
+    except UnicodeDecodeError as exc:  # the transaction was rolled back: nothing was imported
+        raise SubscriberError(f"{args.file} is not UTF-8 text: {exc.reason} at byte {exc.start}; "
+                              "nothing imported") from exc
     if args.json:
         ctx.print_json(summary.as_dict())
     else:

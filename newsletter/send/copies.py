@@ -12,7 +12,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from newsletter import contents
 from newsletter.config import Config
 from newsletter.digest import MailingContent, MessageFactory
 from newsletter.send.envelopes import provider_template
@@ -41,8 +40,15 @@ class CopyFactories:
             return ready
         with self._lock:
             if key not in self._ready:
-                with self._engine.connect() as conn:
-                    content = contents.load(conn, self._mailing, key)
+                content = self._mailing if key is None else self._load(key)
                 factory = MessageFactory(self._config, content)
                 self._ready[key] = (factory, provider_template(factory) if self._provider else None)
             return self._ready[key]
+
+    def _load(self, key: str) -> MailingContent:
+        # Here, not at the top: `contents` carries the renderer (Jinja2, MJML, lxml), which a
+        # worker sending the whole mailing never needs; a per-reader copy's loading does.
+        from newsletter import contents
+
+        with self._engine.connect() as conn:
+            return contents.load(conn, self._mailing, key)

@@ -21,10 +21,12 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -88,20 +90,36 @@ def _summary(engine: sa.Engine, mailing_id: int, **kw: Any) -> SendSummary:
 Progress = Callable[[int, int], None]
 
 
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """A spawned process runs the parent's main script (as `__mp_main__`) before its target.
+    Ours is the `newsletter` console script, which imports the whole CLI (Jinja2, MJML, lxml,
+    the feed code: 25 MB and a second of start-up per worker), while the worker's code is all
+    in `send.worker`; multiprocessing skips that step for a main without a file."""
+    main = sys.modules["__main__"]
+    path = main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        if path is not None:
+            main.__file__ = path
+
+
 def _spawn_ignoring_ctrl_c(processes: list[multiprocessing.process.BaseProcess]) -> None:
     """Start the workers with SIGINT ignored from their first instruction (a disposition that
     survives exec), so a Ctrl-C in the terminal, which reaches the whole process group, is the
     dispatcher's to decide on. Only the main thread may touch signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        for p in processes:
-            p.start()
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        for p in processes:
-            p.start()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with _main_script_hidden():
+        if threading.current_thread() is not threading.main_thread():
+            for p in processes:
+                p.start()
+            return
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for p in processes:
+                p.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def send_mailing(config: Config, engine: sa.Engine, mailing_id: int, *, worker: str, dry_run: bool = False,

@@ -18,6 +18,7 @@ what the sender that took it over recorded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,6 +48,9 @@ SORT_MEMORY = "128MB"
 BEATS_PER_LEASE = 4
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from newsletter.contents import Planned
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable
     Returns how many deliveries were added. A mailing's readers go through `record_planned`,
     which the store runs by itself; this is for lists made in Python.
     """
+    from newsletter.contents import Planned  # here: send workers never create deliveries (nor render)
+
     before = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
     insert = _insert(conn)
     for chunk in _chunks(recipients, INSERT_CHUNK):
@@ -143,6 +149,32 @@ def record_planned(conn: sa.Connection, mailing_id: int, rows: sa.Select) -> int
     return conn.execute(_insert(conn)().from_select(columns, source.where(sa.true()))).rowcount
 
 
+@functools.lru_cache(maxsize=None)
+def _claim_statement(dialect: str, stale: bool) -> sa.Update:
+    """One claim as one statement, built once per kind (SQLAlchemy then reuses its compiled SQL):
+    pick up to `limit` ids, mark them claimed, and return them with who they go to. The
+    mailing's status is part of the pick, so a paused mailing hands out nothing."""
+    s = schema.subscribers
+    if stale:
+        due = sa.and_(d.c.state == DeliveryState.SENDING, d.c.claimed_at < sa.bindparam("b_stale_before"))
+    else:
+        due = sa.and_(d.c.state == DeliveryState.PENDING,
+                      sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= sa.bindparam("b_now")))
+    sending = sa.exists().where(m.c.id == sa.bindparam("b_mailing_id"), m.c.status == MailingStatus.SENDING)
+    pick = (sa.select(d.c.id).where(d.c.mailing_id == sa.bindparam("b_mailing_id"), due, sending)
+            .order_by(d.c.id).limit(sa.bindparam("b_limit")))
+    if dialect == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    of_subscriber = s.c.id == d.c.subscriber_id
+    return (
+        sa.update(d).where(d.c.id.in_(pick.scalar_subquery()))
+        .values(state=DeliveryState.SENDING, claimed_by=sa.bindparam("b_worker"), claimed_at=sa.bindparam("b_now"))
+        .returning(d.c.id, d.c.email, d.c.attempts, d.c.subscriber_id, d.c.content_key,
+                   sa.select(s.c.name).where(of_subscriber).scalar_subquery().label("name"),
+                   sa.select(s.c.language).where(of_subscriber).scalar_subquery().label("language"))
+    )
+
+
 def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: datetime,
           lease: timedelta) -> list[Claimed]:
     """Take up to `limit` due deliveries for `worker`, or none when the mailing is not sending.
@@ -151,34 +183,26 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
     out (it crashed or lost the store). Deliveries whose address was suppressed since the
     mailing was created are marked suppressed here rather than sent.
     """
-    if status(conn, mailing_id) != MailingStatus.SENDING:
-        return []
     # Two narrow picks rather than one OR, so each walks the (mailing_id, state) index and
     # stops after `limit` rows instead of scanning the mailing's deliveries on every claim;
     # the stale one only runs when the due ones do not fill the batch.
-    stale = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.SENDING,
-                                    d.c.claimed_at < now - lease)
-    due = sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.state == DeliveryState.PENDING,
-                                  sa.or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now))
-    ids: list[int] = []
-    for pick in (due, stale):
-        pick = pick.order_by(d.c.id).limit(limit - len(ids))
-        if conn.dialect.name == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        ids += conn.scalars(
-            sa.update(d).where(d.c.id.in_(pick.scalar_subquery()))
-            .values(state=DeliveryState.SENDING, claimed_by=worker, claimed_at=now)
-            .returning(d.c.id)
-        ).all()
-        if len(ids) >= limit:
+    rows: list[sa.Row] = []
+    params = {"b_mailing_id": mailing_id, "b_worker": worker, "b_now": now, "b_stale_before": now - lease}
+    for stale in (False, True):
+        rows += conn.execute(_claim_statement(conn.dialect.name, stale), {**params, "b_limit": limit - len(rows)}).all()
+        if len(rows) >= limit:
             break
-    if not ids:
+    if not rows:
         return []
-    claimed, blocked, _ = _with_recipients(conn, d.c.id.in_(ids))
+    rows.sort(key=lambda r: r.id)
+    blocked = set(suppressed_among(conn, [r.email for r in rows]))
     if blocked:
-        conn.execute(sa.update(d).where(d.c.id.in_(ids), d.c.email.in_(blocked))
+        conn.execute(sa.update(d).where(d.c.id.in_([r.id for r in rows]), d.c.email.in_(blocked))
                      .values(state=DeliveryState.SUPPRESSED, claimed_by=None, claimed_at=None))
-    return claimed
+    return [
+        Claimed(r.id, r.attempts, Recipient(r.subscriber_id, r.email, r.name or "", r.language or ""), r.content_key)
+        for r in rows if r.email not in blocked
+    ]
 
 
 def _with_recipients(conn: sa.Connection, where: sa.ColumnElement[bool],
@@ -216,32 +240,37 @@ def unfinished_page(conn: sa.Connection, mailing_id: int, after_id: int, limit: 
     return Page(claimed, len(blocked), last_id)
 
 
+@functools.lru_cache(maxsize=None)
+def _record_statement(state: DeliveryState) -> sa.Update:
+    """What recording one kind of outcome writes, built once (SQLAlchemy then reuses its compiled SQL)."""
+    common = {"claimed_by": None, "claimed_at": None, "attempts": d.c.attempts + 1}
+    values = {
+        DeliveryState.SENT: {**common, "state": DeliveryState.SENT, "sent_at": sa.bindparam("b_now"),
+                             "last_error": None, "provider_message_id": sa.bindparam("b_pmid")},
+        DeliveryState.FAILED: {**common, "state": DeliveryState.FAILED, "last_error": sa.bindparam("b_error")},
+        DeliveryState.PENDING: {**common, "state": DeliveryState.PENDING, "last_error": sa.bindparam("b_error"),
+                                "next_attempt_at": sa.bindparam("b_next")},
+        DeliveryState.SUPPRESSED: {"claimed_by": None, "claimed_at": None, "state": DeliveryState.SUPPRESSED},
+    }
+    return (sa.update(d).where(d.c.id == sa.bindparam("b_id"), d.c.state == DeliveryState.SENDING,
+                               d.c.claimed_by == sa.bindparam("b_worker")).values(**values[state]))
+
+
 def record(conn: sa.Connection, worker: str, outcomes: Sequence[Outcome], now: datetime) -> int:
     """Write what the transport said, one statement per kind of outcome; returns how many rows it wrote.
 
     Only the deliveries `worker` still holds are written: one whose claim expired and was taken
     over belongs to its new claimer, and was in doubt from the moment the claim was lost.
     """
-    by_state: dict[str, list[dict[str, object]]] = {}
+    by_state: dict[DeliveryState, list[dict[str, object]]] = {}
     for o in outcomes:
         by_state.setdefault(o.state, []).append({
             "b_id": o.delivery_id, "b_error": o.error, "b_next": o.next_attempt_at,
-            "b_pmid": o.provider_message_id,
+            "b_pmid": o.provider_message_id, "b_worker": worker, "b_now": now,
         })
-    common = {"claimed_by": None, "claimed_at": None, "attempts": d.c.attempts + 1}
-    values = {
-        DeliveryState.SENT: {**common, "state": DeliveryState.SENT, "sent_at": now, "last_error": None,
-                             "provider_message_id": sa.bindparam("b_pmid")},
-        DeliveryState.FAILED: {**common, "state": DeliveryState.FAILED, "last_error": sa.bindparam("b_error")},
-        DeliveryState.PENDING: {**common, "state": DeliveryState.PENDING, "last_error": sa.bindparam("b_error"),
-                                "next_attempt_at": sa.bindparam("b_next")},
-        DeliveryState.SUPPRESSED: {"claimed_by": None, "claimed_at": None, "state": DeliveryState.SUPPRESSED},
-    }
     written = 0
     for state, params in by_state.items():
-        stmt = (sa.update(d).where(d.c.id == sa.bindparam("b_id"), d.c.state == DeliveryState.SENDING,
-                                   d.c.claimed_by == worker).values(**values[state]))
-        written += conn.execute(stmt, params).rowcount
+        written += conn.execute(_record_statement(state), params).rowcount
     if written < len(outcomes):
         log.warning("claims lost before their outcome was recorded",
                     extra={"worker": worker, "outcomes": len(outcomes), "recorded": written})

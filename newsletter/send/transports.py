@@ -8,22 +8,41 @@ config already showed.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from newsletter.config import Config, sender_domain, transport_secret
-from newsletter.send.providers import MailgunTransport, PostmarkTransport, SendGridTransport
-from newsletter.send.smtp import SMTPTransport, tls_context
-from newsletter.send.transport import OutboxTransport, Transport
+from newsletter.send.transport import Transport
+
+if TYPE_CHECKING:
+    from newsletter.send.smtp import SMTPTransport
+
+# Each kind's class, by module and name: a send worker imports only its own transport's module
+# (an SMTP sender never loads `requests`, which the HTTP providers need).
+KINDS = {"outbox": ("newsletter.send.transport", "OutboxTransport"), "smtp": ("newsletter.send.smtp", "SMTPTransport"),
+         "postmark": ("newsletter.send.providers", "PostmarkTransport"),
+         "sendgrid": ("newsletter.send.providers", "SendGridTransport"),
+         "mailgun": ("newsletter.send.providers", "MailgunTransport")}
 
 
-KINDS = {"outbox": OutboxTransport, "smtp": SMTPTransport, "postmark": PostmarkTransport,
-         "sendgrid": SendGridTransport, "mailgun": MailgunTransport}
+def transport_class(kind: str) -> Any:
+    module, name = KINDS[kind]
+    return getattr(importlib.import_module(module), name)
 
 
 def batch_limit(kind: str) -> int:
     """Most envelopes one `send` call of this kind of transport takes."""
-    return KINDS[kind].batch_limit
+    return transport_class(kind).batch_limit
+
+
+def personalises(kind: str) -> bool:
+    """Whether this kind of transport builds each copy itself from a template (HTTP providers)."""
+    return transport_class(kind).personalises
 
 
 def _smtp(config: Config) -> SMTPTransport:
+    from newsletter.send.smtp import SMTPTransport, tls_context
+
     t = config.transport
     client = (config.resolve(t.client_cert), config.resolve(t.client_key) if t.client_key else None) \
         if t.client_cert else None
@@ -36,13 +55,14 @@ def _smtp(config: Config) -> SMTPTransport:
 def open_transport(config: Config) -> Transport:
     t = config.transport
     if t.kind == "outbox":
-        return OutboxTransport(config.resolve(t.outbox_dir))
+        return transport_class("outbox")(config.resolve(t.outbox_dir))
     if t.kind == "smtp":
         return _smtp(config)
+    cls = transport_class(t.kind)
     token = transport_secret(t)
     common = {"api_url": t.api_url, "timeout": t.timeout_seconds}
     if t.kind == "postmark":
-        return PostmarkTransport(token, message_stream=t.message_stream, **common)
+        return cls(token, message_stream=t.message_stream, **common)
     if t.kind == "sendgrid":
-        return SendGridTransport(token, **common)
-    return MailgunTransport(token, domain=t.domain, **common)
+        return cls(token, **common)
+    return cls(token, domain=t.domain, **common)

@@ -35,11 +35,11 @@ from newsletter.send.ledger import Claimed
 from newsletter.send.ratelimit import TokenBucket
 from newsletter.send.retry import MAX_RETRY_AFTER, bounce_kind, failure_reason, judge
 from newsletter.send.transport import Envelope, Result, Transport
-from newsletter.send.transports import KINDS, open_transport
+from newsletter.send.transports import open_transport, personalises
 from newsletter.states import DeliveryState, MailingStatus
 from newsletter.store import utcnow
 from newsletter.store.db import create_engine
-from newsletter.subscribers import record_bounce
+from newsletter.subscribers.suppression import record_bounce
 
 # Longest a worker waits between looks at the ledger when others hold the remaining deliveries.
 POLL_SECONDS = 1.0
@@ -135,11 +135,16 @@ class Worker:
 
     def run(self) -> None:
         mailing_id = self.spec.mailing_id
+        # The next batch, claimed in the transaction that recorded the last one (None: claim it
+        # now): one write transaction per batch, so four connections of one SQLite store do not
+        # queue for its lock twice a batch. It is claimed, not handed over, so not in doubt.
+        claimed: list[Claimed] | None = None
         while not self.stopping.is_set():
-            now = utcnow()
-            with self.engine.begin() as conn:
-                claimed = ledger.claim(conn, mailing_id, self.name, self.limit, now, self.lease)
+            if claimed is None:
+                with self.engine.begin() as conn:
+                    claimed = ledger.claim(conn, mailing_id, self.name, self.limit, utcnow(), self.lease)
             if not claimed:
+                claimed = None
                 if not self.wait_for_more():
                     return
                 continue
@@ -169,15 +174,23 @@ class Worker:
             if len(results) < len(claimed):
                 with self.engine.begin() as conn:
                     ledger.release(conn, self.name, [c.id for c in claimed[len(results):]])
-            if results:
-                self.record(claimed[:len(results)], results)
+            carry_on = len(results) == len(claimed) and not wait_after
+            claimed = self.record(claimed[:len(results)], results, claim_next=carry_on) if results else None
             if wait_after:
                 self.stopping.wait(min(wait_after, MAX_RETRY_AFTER))
+        if claimed:
+            # Stopped with the next batch claimed and not handed over: it goes back untouched.
+            with self.engine.begin() as conn:
+                ledger.release(conn, self.name, [c.id for c in claimed])
 
-    def record(self, claimed: list[Claimed], results: list[Result]) -> None:
+    def record(self, claimed: list[Claimed], results: list[Result], *,
+               claim_next: bool = False) -> list[Claimed] | None:
+        """Record the answers; with `claim_next` (and no stop asked), claim the next batch in the
+        same transaction and return it."""
         now = utcnow()
         outcomes = judge(self.config, claimed, results, now)
         failed = [(c, r) for c, r, o in zip(claimed, results, outcomes) if o.state == DeliveryState.FAILED]
+        following: list[Claimed] | None = None
         with self.engine.begin() as conn:
             ledger.record(conn, self.name, outcomes, now)
             for c, r in failed:
@@ -189,9 +202,12 @@ class Worker:
                 reason = failure_reason(self.config, ledger.count(conn, self.spec.mailing_id), str(failed[-1][1].error))
                 if reason and ledger.pause(conn, self.spec.mailing_id, reason):
                     self.events.put(("paused", reason))
+            if claim_next and not self.stopping.is_set():
+                following = ledger.claim(conn, self.spec.mailing_id, self.name, self.limit, now, self.lease)
         states = [o.state for o in outcomes]
         self.events.put(("progress", states.count(DeliveryState.SENT), states.count(DeliveryState.FAILED), 0,
                          states.count(DeliveryState.PENDING)))
+        return following
 
     def wait_for_more(self) -> bool:
         """Nothing to claim now: wait for retries or other workers, or say the work is over."""
@@ -232,7 +248,7 @@ def worker_main(spec: WorkerSpec, threads: int, bucket: TokenBucket | None, even
     try:
         with engine.connect() as conn:
             mailing = ledger.mailing(conn, spec.mailing_id)
-        copies = CopyFactories(spec.config, engine, mailing, provider=KINDS[spec.config.transport.kind].personalises)
+        copies = CopyFactories(spec.config, engine, mailing, provider=personalises(spec.config.transport.kind))
         workers = [Worker(spec, i, engine, copies, bucket, events, stopping) for i in range(threads)]
     except NewsletterError as exc:
         events.put(("error", str(exc)))

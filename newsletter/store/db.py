@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from newsletter.errors import StoreError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -60,7 +61,11 @@ def create_engine(url: str) -> sa.Engine:
     raise StoreError(f"store.url = {url!r}: expected a sqlite:// or postgresql:// URL")
 
 
+# Alembic (and Mako under it) is imported only where the schema is checked or migrated: a send
+# worker opens the store with `create_engine` and needs neither.
 def _alembic_config(engine: sa.Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -68,6 +73,9 @@ def _alembic_config(engine: sa.Engine) -> AlembicConfig:
 
 
 def _current_and_head(engine: sa.Engine) -> tuple[str | None, str]:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_alembic_config(engine))
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
@@ -79,6 +87,8 @@ def upgrade(engine: sa.Engine) -> tuple[str | None, str]:
     try:
         before, head = _current_and_head(engine)
         if before != head:
+            from alembic import command
+
             command.upgrade(_alembic_config(engine), "head")
     except sa.exc.OperationalError as exc:
         raise StoreError(f"cannot open or migrate the store {engine.url!r}: {exc.orig}") from exc

@@ -1,4 +1,5 @@
-"""The subscriber list as CSV: parsing and writing are pure; `import_rows` applies a parsed file.
+"""The subscriber list as CSV: reading and writing are pure; `import_rows` applies the rows read,
+streaming (a batch at a time, so a million-row file takes the memory of one batch).
 
 Format (UTF-8, a header row; only `email` is required, columns may come in any order):
 email, name, language, editions, countries, status, consent_at, consent_ip,
@@ -29,6 +30,7 @@ COLUMNS = ("email", "name", "language", "editions", "countries", "status", "cons
 PROFILE_COLUMNS = ("name", "language", "editions", "countries")
 _REASON_FOR_STATUS = {"unsubscribed": "unsubscribed", "bounced": "hard_bounce", "complained": "complaint"}
 _CHUNK = 900  # below SQLite's bound-parameter limit
+_BATCH = 5000  # rows read, looked up and written together: memory is one batch, round trips few
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _QUOTE = "'"
@@ -59,11 +61,10 @@ class ImportRow:
     confirmed_at: datetime | None
 
 
-@dataclass
-class ParsedFile:
-    columns: tuple[str, ...]
-    rows: list[ImportRow] = field(default_factory=list)
-    errors: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+@dataclass(frozen=True)
+class Invalid:
+    line: int
+    reason: str
 
 
 def _time(column: str, text: str) -> datetime | None:
@@ -100,8 +101,9 @@ def _row(line: int, cells: dict[str, str], columns: tuple[str, ...], vocabulary:
     return ImportRow(line, email, language, values, consent, _time("confirmed_at", cells.get("confirmed_at", "")))
 
 
-def parse(lines: Iterable[str], vocabulary: Vocabulary) -> ParsedFile:
-    """Check every row; valid ones become ImportRows, the others (line, reason) errors."""
+def read_rows(lines: Iterable[str], vocabulary: Vocabulary) -> Iterator[ImportRow | Invalid]:
+    """Check the header now (SubscriberError: nothing may be imported), then stream the rows
+    as they are read: each one an ImportRow or the Invalid (line, reason) it is."""
     reader = csv.reader(lines)
     try:
         header = next(reader)
@@ -115,33 +117,28 @@ def parse(lines: Iterable[str], vocabulary: Vocabulary) -> ParsedFile:
         raise SubscriberError(f"line 1: unknown column {unknown[0]!r}; expected columns among {', '.join(COLUMNS)}")
     if "email" not in columns:
         raise SubscriberError("line 1: no 'email' column in the header row")
-    parsed = ParsedFile(columns)
-    first_line: dict[str, int] = {}
+    return _rows(reader, columns, vocabulary)
+
+
+def _rows(reader: Any, columns: tuple[str, ...], vocabulary: Vocabulary) -> Iterator[ImportRow | Invalid]:
     while True:
         line = reader.line_num + 1
         try:
             cells_list = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
-            parsed.errors.append((line, str(exc)))
+            yield Invalid(line, str(exc))
             continue
         if not any(c.strip() for c in cells_list):
             continue
         if len(cells_list) != len(columns):
-            parsed.errors.append((line, f"{len(cells_list)} cells where the header has {len(columns)}"))
+            yield Invalid(line, f"{len(cells_list)} cells where the header has {len(columns)}")
             continue
         try:
-            row = _row(line, dict(zip(columns, (restore(c) for c in cells_list))), columns, vocabulary)
+            yield _row(line, dict(zip(columns, (restore(c) for c in cells_list))), columns, vocabulary)
         except SubscriberError as exc:
-            parsed.errors.append((line, str(exc)))
-            continue
-        if row.email in first_line:
-            parsed.errors.append((line, f"{row.email} is already on line {first_line[row.email]}"))
-            continue
-        first_line[row.email] = line
-        parsed.rows.append(row)
-    return parsed
+            yield Invalid(line, str(exc))
 
 
 @dataclass
@@ -170,24 +167,71 @@ def _existing(conn: sa.Connection, emails: list[str]) -> dict[str, tuple[int, st
     return found
 
 
-def import_rows(conn: sa.Connection, parsed: ParsedFile, source: str) -> ImportSummary:
-    """Add or update the valid rows in batches, inside the caller's transaction.
+# The file's addresses met so far and their first line, to name a repeated address's first line.
+# Kept in the store for the length of the import (a temporary table, written batch by batch), not
+# in memory: a million addresses would take over 100 MB as a Python dict.
+_SEEN = sa.Table("import_seen", sa.MetaData(), sa.Column("email", sa.String(320), primary_key=True),
+                 sa.Column("line", sa.Integer, nullable=False), prefixes=["TEMPORARY"])
+
+
+def _first_lines(conn: sa.Connection, emails: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for chunk in _chunks(emails):
+        found.update(conn.execute(sa.select(_SEEN.c.email, _SEEN.c.line)
+                                  .where(_SEEN.c.email.in_(literal_in_list(chunk)))).all())
+    return found
+
+
+def import_rows(conn: sa.Connection, rows: Iterable[ImportRow | Invalid], source: str) -> ImportSummary:
+    """Add or update the valid rows in batches as they stream in, inside the caller's transaction.
 
     An address that unsubscribed, bounced, complained or was erased keeps that state
     whatever the file says; a row saying unsubscribed/bounced/complained suppresses it.
-    New subscribers get an `import` consent record with the file's consent fields.
+    New subscribers get an `import` consent record with the file's consent fields. An address
+    already on an earlier line is invalid. Memory stays at one batch whatever the file's length.
     """
-    summary = ImportSummary(invalid=list(parsed.errors))
-    emails = [r.email for r in parsed.rows]
+    summary = ImportSummary()
+    now = utcnow()
+    _SEEN.drop(conn, checkfirst=True)
+    _SEEN.create(conn)
+    batch: list[ImportRow] = []
+    for item in rows:
+        if isinstance(item, Invalid):
+            summary.invalid.append((item.line, item.reason))
+            continue
+        batch.append(item)
+        if len(batch) == _BATCH:
+            _import_batch(conn, batch, source, now, summary)
+            batch = []
+    if batch:
+        _import_batch(conn, batch, source, now, summary)
+    _SEEN.drop(conn)
+    summary.invalid.sort()
+    return summary
+
+
+def _import_batch(conn: sa.Connection, batch: list[ImportRow], source: str, now: datetime,
+                  summary: ImportSummary) -> None:
+    first_line: dict[str, int] = {}
+    earlier = _first_lines(conn, [r.email for r in batch])
+    rows: list[ImportRow] = []
+    for row in batch:
+        line = earlier.get(row.email) or first_line.get(row.email)
+        if line is not None:
+            summary.invalid.append((row.line, f"{row.email} is already on line {line}"))
+            continue
+        first_line[row.email] = row.line
+        rows.append(row)
+    conn.execute(sa.insert(_SEEN), [{"email": e, "line": n} for e, n in first_line.items()])
+    emails = [r.email for r in rows]
     existing = _existing(conn, emails)
     suppressed = suppressed_among(conn, emails)
-    now = utcnow()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     suppressions: list[dict[str, Any]] = []
     new_rows: list[ImportRow] = []
     leaving_ids: list[int] = []
-    for row in parsed.rows:
+    for row in rows:
         status = row.values["status"]
         leaving = status in _REASON_FOR_STATUS
         current = existing.get(row.email)
@@ -215,10 +259,9 @@ def import_rows(conn: sa.Connection, parsed: ParsedFile, source: str) -> ImportS
         updates.append({"sid": current[0], "updated_at": now, **values})
         summary.updated += 1
     if inserts:
-        conn.execute(sa.insert(S), inserts)
-        ids = _existing(conn, [r.email for r in new_rows])
+        ids = dict(conn.execute(sa.insert(S).returning(S.c.email, S.c.id), inserts).all())
         conn.execute(sa.insert(C), [
-            {"subscriber_id": ids[r.email][0], "action": "import", "at": r.consent["at"] or now,
+            {"subscriber_id": ids[r.email], "action": "import", "at": r.consent["at"] or now,
              "ip": r.consent["ip"], "user_agent": r.consent["user_agent"], "form_version": r.consent["form_version"],
              "confirmed_at": r.confirmed_at, "detail": {"file": source}}
             for r in new_rows
@@ -232,7 +275,6 @@ def import_rows(conn: sa.Connection, parsed: ParsedFile, source: str) -> ImportS
         conn.execute(sa.update(S).where(S.c.id.in_(chunk)).values(unsubscribed_at=now))
     if suppressions:
         conn.execute(sa.insert(schema.suppressions), suppressions)
-    return summary
 
 
 EXPORT_ACTIONS = ("subscribe", "import", "add")

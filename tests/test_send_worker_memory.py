@@ -1,0 +1,84 @@
+"""A send worker carries only what sending needs: started by the `newsletter` console script as
+operators run it, it loads neither the renderer (Jinja2, MJML, lxml), nor Alembic, nor `requests`,
+and stays under 60 MB resident."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from newsletter.store import open_store
+from tests.support.sending import make_mailing, send_config, states
+from tests.support.smtpd import Behaviour, SMTPServer
+
+ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
+# Shared libraries of what a worker must not import (pure-Python packages show by their files).
+NOT_IN_A_WORKER = ("lxml", "jinja2", "mjml", "alembic", "mako", "requests", "charset_normalizer", "rich", "pygments")
+WORKER_RSS_LIMIT = 60 * 2**20
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _worker_view(pid: int) -> tuple[int, set[str]]:
+    """(VmRSS in bytes, the heavy packages whose shared libraries the process has mapped: lxml's
+    and charset_normalizer's (requests) show there; the pure-Python ones show in the RSS)."""
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return rss, {name for name in NOT_IN_A_WORKER if f"/{name}/" in maps}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_started_by_the_console_script_import_only_what_sending_needs(tmp_path: Path,
+                                                                             sqlite_url: str) -> None:
+    script = Path(sys.executable).parent / "newsletter"
+    assert script.exists(), f"the console script {script} is not installed in the venv"
+    n = 300
+    # A slow server keeps the workers alive long enough to be looked at.
+    with SMTPServer(Behaviour(delay=0.02)) as server:
+        config, path = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, connections=2)
+        engine = open_store(sqlite_url)
+        mailing_id = make_mailing(config, engine, [f"reader{i}@example.net" for i in range(n)])
+        send = subprocess.Popen([str(script), "--config", str(path), "send", "daily-en", "--resume"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV})
+        seen: dict[int, tuple[int, set[str]]] = {}
+        deadline = time.monotonic() + 120
+        while send.poll() is None and time.monotonic() < deadline:
+            for pid in _children(send.pid):
+                try:
+                    # A child between fork and exec is still a copy of the CLI: only a started
+                    # worker runs multiprocessing's spawn_main.
+                    if b"spawn_main" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        continue
+                    rss, heavy = _worker_view(pid)
+                except OSError:
+                    continue
+                old = seen.get(pid, (0, set()))
+                seen[pid] = (max(rss, old[0]), heavy | old[1])
+            time.sleep(0.05)
+        out, err = send.communicate(timeout=60)
+    assert send.returncode == 0, (out, err)
+    assert list(states(engine, mailing_id).values()).count("sent") == n
+    assert seen, "no send worker process was seen"
+    for pid, (rss, heavy) in seen.items():
+        assert not heavy, f"send worker {pid} loaded {sorted(heavy)}"
+        assert rss <= WORKER_RSS_LIMIT, f"send worker {pid} peaked at {rss / 2**20:.0f} MB"
+
+
+def test_the_worker_module_imports_no_renderer_nor_http_client() -> None:
+    probe = ("import sys, newsletter.send.worker, newsletter.send.smtp; "
+             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(NOT_IN_A_WORKER)!r})))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
