@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -48,9 +48,6 @@ SORT_MEMORY = "128MB"
 BEATS_PER_LEASE = 4
 
 log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from newsletter.contents import Planned
 
 
 @dataclass(frozen=True)
@@ -105,8 +102,6 @@ def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable
     Returns how many deliveries were added. A mailing's readers go through `record_planned`,
     which the store runs by itself; this is for lists made in Python.
     """
-    from newsletter.contents import Planned  # here: send workers never create deliveries (nor render)
-
     before = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
     insert = _insert(conn)
     for chunk in _chunks(recipients, INSERT_CHUNK):
