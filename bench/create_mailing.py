@@ -43,9 +43,8 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from bench import sample  # noqa: E402
-from bench.reader import BRIEFS, COUNTRIES  # noqa: E402
-from bench.send import PARAGRAPH, free_port  # noqa: E402
-from newsletter import briefs  # noqa: E402
+from bench.reader import BRIEFS, COUNTRIES, add_briefs  # noqa: E402
+from bench.send import free_port  # noqa: E402
 from newsletter.config import load  # noqa: E402
 from newsletter.store import open_store, schema  # noqa: E402
 
@@ -70,11 +69,7 @@ def sink(port: int, dump: Path) -> subprocess.Popen[bytes]:
 def fill(engine: sa.Engine, config, subscribers: int, per_reader: bool, rng: random.Random) -> None:
     """15 briefs and `subscribers` active readers, written by the store itself from a table of country sets."""
     with engine.begin() as conn:
-        for i in range(1, BRIEFS + 1):
-            tagged = (COUNTRIES[(i - 1) % 12],) + ((COUNTRIES[(i * 5) % 12],) if i % 3 == 0 else ())
-            item = sample.brief(i, PARAGRAPH, 1)
-            briefs.upsert(conn, briefs.Brief(**{**item.__dict__, "id": None, "countries": tagged}),
-                          site_url=config.publication.site_url)
+        add_briefs(conn, config)
         sets = [json.dumps(rng.sample(COUNTRIES, rng.randint(0, 3)) if per_reader else []) for _ in range(SETS)]
         conn.exec_driver_sql("CREATE TEMPORARY TABLE bench_sets (n INTEGER PRIMARY KEY, countries TEXT)")
         conn.execute(sa.text("INSERT INTO bench_sets VALUES (:n, :c)"), [{"n": n, "c": c} for n, c in enumerate(sets)])
@@ -108,33 +103,9 @@ class Watch:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _children(pid: int) -> list[int]:
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                return [int(p) for p in f.read().split()]
-        except OSError:
-            return []
-
-    @staticmethod
-    def _rss(pid: int) -> int:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
-
     def _run(self) -> None:
         while not self._stop.wait(0.02):
-            pids, todo = [self.pid], self._children(self.pid)
-            while todo:
-                pid = todo.pop()
-                pids.append(pid)
-                todo += self._children(pid)
-            sizes = [self._rss(p) for p in pids]
+            sizes = [sample.rss(p) for p in [self.pid, *sample.descendants(self.pid)]]
             self.peak_parent = max(self.peak_parent, sizes[0])
             self.peak_total = max(self.peak_total, sum(sizes))
 

@@ -32,12 +32,22 @@ import sqlalchemy as sa  # noqa: E402
 from bench import sample  # noqa: E402
 from bench.send import PARAGRAPH, free_port, smtp_sink  # noqa: E402
 from newsletter import briefs, contents, editions  # noqa: E402
+from newsletter.config import Config  # noqa: E402
 from newsletter.send.dispatch import send_mailing  # noqa: E402
 from newsletter.store import open_store, schema, utcnow  # noqa: E402
 
 BRIEFS = 15
 COUNTRIES = ["colombia", "mexico", "venezuela", "ecuador", "honduras", "guatemala", "peru", "brazil",
              "el-salvador", "bolivia", "paraguay", "haiti"]
+
+
+def add_briefs(conn: sa.Connection, config: Config) -> None:
+    """The mailing's 15 briefs, each about one country and some about a second: 12 countries in all."""
+    for i in range(1, BRIEFS + 1):
+        tagged = (COUNTRIES[(i - 1) % 12],) + ((COUNTRIES[(i * 5) % 12],) if i % 3 == 0 else ())
+        item = sample.brief(i, PARAGRAPH, 1)
+        briefs.upsert(conn, briefs.Brief(**{**item.__dict__, "id": None, "countries": tagged}),
+                      site_url=config.publication.site_url)
 
 
 def setup(folder: Path, port: int, subscribers: int, per_reader: bool, rng: random.Random):
@@ -47,12 +57,7 @@ def setup(folder: Path, port: int, subscribers: int, per_reader: bool, rng: rand
         f'[transport]\nkind = "smtp"\nhost = "127.0.0.1"\nport = {port}\nconnections = 4\n'))
     engine = open_store(config.store_url)
     with engine.begin() as conn:
-        for i in range(1, BRIEFS + 1):
-            # Each brief about one country, some about a second: 15 briefs over the 12 countries.
-            tagged = (COUNTRIES[(i - 1) % 12],) + ((COUNTRIES[(i * 5) % 12],) if i % 3 == 0 else ())
-            item = sample.brief(i, PARAGRAPH, 1)
-            briefs.upsert(conn, briefs.Brief(**{**item.__dict__, "id": None, "countries": tagged}),
-                          site_url=config.publication.site_url)
+        add_briefs(conn, config)
         t0 = sample.CREATED
         for start in range(0, subscribers, 20_000):
             conn.execute(schema.subscribers.insert(), [

@@ -58,3 +58,34 @@ def write_config(path: Path, *, publication: str = "", edition: str = "", tables
     path.write_text(CONFIG.format(folder=path.parent, publication=publication, edition=edition, tables=tables),
                     encoding="utf-8")
     return load(path)
+
+
+def children(pid: int) -> list[int]:
+    """The process's direct children (Linux /proc), or none when it has gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, however deep."""
+    found, todo = [], children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += children(child)
+    return found
+
+
+def rss(pid: int) -> int:
+    """The process's resident memory in bytes (0 when it has gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -216,38 +216,14 @@ class RSSWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def _children(pid: int) -> list[int]:
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                return [int(p) for p in f.read().split()]
-        except OSError:
-            return []
-
-    @staticmethod
-    def _rss(pid: int) -> int:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
-
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             if not self.root:
                 continue
-            pids, todo = [], self._children(self.root)
-            while todo:
-                pid = todo.pop()
-                pids.append(pid)
-                todo += self._children(pid)
             # Only the send workers (python); smtp-sink and smtp-source are not ours to count, nor a
             # child between fork and exec (still a copy of the command).
-            sizes = [self._rss(p) for p in pids if "spawn_main" in _cmd(p)]
-            root = self._rss(self.root)
+            sizes = [sample.rss(p) for p in sample.descendants(self.root) if "spawn_main" in _cmd(p)]
+            root = sample.rss(self.root)
             self.peak_root = max(self.peak_root, root)
             self.peak_workers = max(self.peak_workers, sum(sizes))
             self.peak_total = max(self.peak_total, root + sum(sizes))
