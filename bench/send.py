@@ -1,16 +1,19 @@
-"""Sending benchmark: our SMTP rate against Postfix's smtp-source, memory from 10k to 1M, HTTP batches.
+"""Sending benchmark: `newsletter send` as an operator runs it, against Postfix's smtp-source.
 
-    .venv/bin/python bench/send.py [--messages 100000] [--memory-sizes 10000,100000,1000000]
-                                   [--memory-seconds 40] [--http 100000]
+    .venv/bin/python bench/send.py [--messages 100000] [--runs 2] [--signed-runs 1]
+                                   [--memory-sizes 10000,100000,1000000] [--memory-seconds 40]
+                                   [--http 100000]
 
-1. Starts Postfix's smtp-sink on 127.0.0.1 (only that tool, not Postfix), renders a real
-   mailing of about 40 KB with the digest code, records one delivery per subscriber, and
-   sends `--messages` personalised copies with `send_mailing` over SMTP ([transport].connections
-   = 4 worker processes). Then, against the same sink, `smtp-source -d -s 4 -l 40000 -m N`.
-   Prints both rates and the ratio, and the peak RSS of the worker processes.
-2. For each of `--memory-sizes` subscribers in the store: creates the mailing's deliveries and
-   sends to the sink for `--memory-seconds`, then pauses it; prints the peak RSS of the workers
-   (sum and largest) and of the process that created the deliveries.
+1. Starts Postfix's smtp-sink on 127.0.0.1 (only that tool, not Postfix), fills a store with
+   `--messages` subscribers and 7 briefs (copies of about 40 KB), and times the real command,
+   `newsletter --config C send daily-en`, from its start to its exit (mailing creation,
+   rendering, worker start-up and the last record included; [transport].connections = 4).
+   Against the same sink, `smtp-source -d -s 4 -l 40000 -m N` runs before and after ours; each
+   figure is printed with its ratio to their mean and the load average. `--signed-runs` does
+   the same with DKIM (RSA-2048) signing every copy. Peak RSS of the command and its workers
+   (sampled every 50 ms) is printed too.
+2. For each of `--memory-sizes` subscribers: the same command for `--memory-seconds`, then
+   SIGTERM (it winds down); prints the peak RSS of the command and of its workers.
 3. Sends `--http` recipients through the Postmark and SendGrid transports to a local stub of
    their batch endpoints; prints calls and recipients per second.
 Everything listens on 127.0.0.1; every step stops by itself.
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from bench import sample  # noqa: E402
-from newsletter.config import Config, load  # noqa: E402
+from newsletter import briefs  # noqa: E402
+from newsletter.config import Config  # noqa: E402
 from newsletter.digest import MessageFactory, render_mailing  # noqa: E402
 from newsletter.recipients import Recipient  # noqa: E402
 from newsletter.send import ledger  # noqa: E402
@@ -98,12 +103,116 @@ def create_deliveries(engine: sa.Engine, mailing_id: int, config: Config) -> flo
     return time.monotonic() - started
 
 
+def operator_store(folder: Path, port: int, subscribers: int, dkim: str = "") -> Path:
+    """A config and a store of `subscribers` readers and 7 briefs news since the last mailing
+    (none yet): `newsletter send daily-en` creates the mailing, renders it and sends it."""
+    config = write_config(folder, f'kind = "smtp"\nhost = "127.0.0.1"\nport = {port}\nconnections = 4\n{dkim}')
+    engine = open_store(config.store_url)
+    t0 = sample.CREATED
+    with engine.begin() as conn:
+        for i in range(1, BRIEFS + 1):
+            item = sample.brief(i, PARAGRAPH, 1)
+            briefs.upsert(conn, briefs.Brief(**{**item.__dict__, "id": None}), site_url=config.publication.site_url)
+        for start in range(0, subscribers, 20_000):
+            conn.execute(schema.subscribers.insert(), [
+                {"email": f"reader{i}@example.net", "name": f"Reader {i}", "language": "en", "editions": [],
+                 "countries": [], "status": "active", "soft_bounces": 0, "created_at": t0, "updated_at": t0}
+                for i in range(start, min(start + 20_000, subscribers))
+            ])
+    engine.dispose()
+    return folder / "config.toml"
+
+
+def dkim_settings(folder: Path) -> str:
+    key = folder / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    return f'\n[dkim]\nselector = "mail"\ndomain = "example.org"\nprivate_key_path = "{key}"\n'
+
+
+def newsletter_send(config: Path, *, stop_after: float | None = None) -> tuple[float, dict, "RSSWatch"]:
+    """`newsletter --config CONFIG send daily-en --json` as an operator starts it: (seconds from
+    start to exit, its JSON summary, the peak RSS of it and its workers)."""
+    command = [str(Path(sys.executable).parent / "newsletter"), "--config", str(config), "send", "daily-en", "--json"]
+    started = time.monotonic()
+    with RSSWatch() as watch:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watch.root = proc.pid
+        if stop_after is not None:
+            try:
+                proc.wait(timeout=stop_after)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=3600)
+    seconds = time.monotonic() - started
+    if proc.returncode not in (0, 128 + signal.SIGTERM):
+        raise SystemExit(f"newsletter send exited {proc.returncode}:\n{err[-2000:]}")
+    return seconds, json.loads(out), watch
+
+
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def operator_rate(folder: Path, messages: int, runs: int, signed: bool) -> None:
+    what = "DKIM-signed (RSA-2048) " if signed else ""
+    print(f"`newsletter send daily-en` to smtp-sink, {messages:,} {what}copies, [transport].connections = 4, "
+          f"timed from the command's start to its exit:")
+    ratios = []
+    for run in range(runs):
+        sub = folder / f"{'signed' if signed else 'plain'}-{run}"
+        sub.mkdir()
+        port = free_port()
+        sink = smtp_sink(port)
+        try:
+            config = operator_store(sub, port, messages, dkim_settings(sub) if signed else "")
+            load_before = load_average()
+            before = smtp_source(port, messages)
+            seconds, summary, watch = newsletter_send(config)
+            after = smtp_source(port, messages)
+            load_after = load_average()
+        finally:
+            sink.terminate()
+            sink.wait()
+            shutil.rmtree(sub)
+        ours = summary["sent"] / seconds
+        theirs = (before + after) / 2
+        ratios.append(ours / theirs)
+        print(f"  run {run + 1}: ours {ours:6,.0f} messages/s ({summary['sent']:,} sent, {summary['failed']} failed, "
+              f"{seconds:.1f} s; the send itself {summary['duration_seconds']:.1f} s); smtp-source {before:,.0f} before, "
+              f"{after:,.0f} after; ratio {ours / theirs:.2f}x; peak RSS {watch.peak_total / 2**20:.0f} MB together "
+              f"(command {watch.peak_root / 2**20:.0f} MB, largest worker {watch.peak_one / 2**20:.0f} MB); "
+              f"{load_before} before, {load_after} after")
+    print(f"  ratio {min(ratios):.2f}x to {max(ratios):.2f}x over {runs} run(s)")
+
+
+def memory(folder: Path, sizes: list[int], seconds: float) -> None:
+    print(f"Memory of `newsletter send` with N subscribers (sending to smtp-sink for {seconds:g} s, then SIGTERM):")
+    for n in sizes:
+        sub = folder / f"mem-{n}"
+        sub.mkdir()
+        port = free_port()
+        sink = smtp_sink(port)
+        try:
+            config = operator_store(sub, port, n)
+            elapsed, summary, watch = newsletter_send(config, stop_after=seconds)
+        finally:
+            sink.terminate()
+            sink.wait()
+            shutil.rmtree(sub)
+        print(f"  {n:>9,}: sent {summary['sent']:,} in {elapsed:.0f} s; peak RSS {watch.peak_total / 2**20:.0f} MB "
+              f"together (command {watch.peak_root / 2**20:.0f} MB, workers {watch.peak_workers / 2**20:.0f} MB, "
+              f"largest worker {watch.peak_one / 2**20:.0f} MB); {load_average()}")
+
+
 class RSSWatch:
     """Peak resident memory of this process's descendants (the send workers), sampled every 50 ms."""
 
     def __init__(self) -> None:
-        self.peak_total = 0
-        self.peak_one = 0
+        self.root = 0  # the process whose tree is watched (0: none yet)
+        self.peak_total = 0  # the root and its python descendants together
+        self.peak_root = 0
+        self.peak_workers = 0
+        self.peak_one = 0  # the largest descendant
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -127,17 +236,21 @@ class RSSWatch:
         return 0
 
     def _run(self) -> None:
-        me = os.getpid()
         while not self._stop.wait(0.05):
-            pids, todo = [], self._children(me)
+            if not self.root:
+                continue
+            pids, todo = [], self._children(self.root)
             while todo:
                 pid = todo.pop()
                 pids.append(pid)
                 todo += self._children(pid)
-            # Only the send workers (python); smtp-sink and smtp-source are not ours to count.
-            workers = [p for p in pids if "python" in _cmd(p)]
-            sizes = [self._rss(p) for p in workers]
-            self.peak_total = max(self.peak_total, sum(sizes))
+            # Only the send workers (python); smtp-sink and smtp-source are not ours to count, nor a
+            # child between fork and exec (still a copy of the command).
+            sizes = [self._rss(p) for p in pids if "spawn_main" in _cmd(p)]
+            root = self._rss(self.root)
+            self.peak_root = max(self.peak_root, root)
+            self.peak_workers = max(self.peak_workers, sum(sizes))
+            self.peak_total = max(self.peak_total, root + sum(sizes))
             self.peak_one = max(self.peak_one, max(sizes, default=0))
 
     def __enter__(self) -> "RSSWatch":
@@ -155,14 +268,6 @@ def _cmd(pid: int) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
-
-
-def self_peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def smtp_sink(port: int) -> subprocess.Popen[bytes]:
@@ -184,74 +289,6 @@ def smtp_source(port: int, messages: int) -> float:
     subprocess.run(["smtp-source", "-d", "-s", "4", "-l", "40000", "-m", str(messages), f"127.0.0.1:{port}"],
                    check=True, stdout=subprocess.DEVNULL)
     return messages / (time.monotonic() - started)
-
-
-def smtp_rate(folder: Path, messages: int) -> None:
-    port = free_port()
-    sink = smtp_sink(port)
-    try:
-        config = write_config(folder, f'kind = "smtp"\nhost = "127.0.0.1"\nport = {port}\nconnections = 4')
-        engine, mailing_id, size = fill_store(config, messages)
-        create_deliveries(engine, mailing_id, config)
-        # smtp-source before and after ours: the machine is shared, so load drifts during a run.
-        before = smtp_source(port, messages)
-        with RSSWatch() as watch:
-            summary = send_mailing(config, engine, mailing_id, worker="bench")
-        ours = summary.sent / summary.duration_seconds
-        after = smtp_source(port, messages)
-        theirs = (before + after) / 2
-        engine.dispose()
-    finally:
-        sink.terminate()
-        sink.wait()
-    print(f"SMTP to smtp-sink, {summary.sent:,} personalised copies of {size / 1000:.1f} KB "
-          f"({summary.failed} failed), [transport].connections = 4:")
-    print(f"  ours        {ours:8,.0f} messages/s ({summary.duration_seconds:.1f} s, worker start-up included)")
-    print(f"  smtp-source {theirs:8,.0f} messages/s (-d -s 4 -l 40000 -m {messages}; {before:,.0f} before ours, "
-          f"{after:,.0f} after)")
-    print(f"  ratio       {ours / theirs:8.2f}x")
-    print(f"  peak RSS of the workers: {watch.peak_total / 2**20:.0f} MB together, "
-          f"{watch.peak_one / 2**20:.0f} MB the largest")
-
-
-def memory(folder: Path, sizes: list[int], seconds: float) -> None:
-    print(f"Memory with N subscribers in the store (send to smtp-sink for {seconds:g} s, then pause):")
-    for n in sizes:
-        sub = folder / f"mem-{n}"
-        sub.mkdir()
-        port = free_port()
-        sink = smtp_sink(port)
-        try:
-            write_config(sub, f'kind = "smtp"\nhost = "127.0.0.1"\nport = {port}\nconnections = 4')
-            # A fresh process per size, so each peak is its own (VmHWM never goes down).
-            out = subprocess.run([sys.executable, __file__, "--memory-child", str(sub), str(n), str(seconds)],
-                                 check=True, capture_output=True, text=True).stdout
-        finally:
-            sink.terminate()
-            sink.wait()
-        r = json.loads(out)
-        print(f"  {n:>9,}: create deliveries {r['create_s']:.0f} s, {r['creator_mb']:.0f} MB peak in that process; "
-              f"sent {r['sent']:,} in {seconds:g} s; workers' peak RSS {r['workers_mb']:.0f} MB together, "
-              f"{r['worker_mb']:.0f} MB the largest")
-        shutil.rmtree(sub)
-
-
-def memory_child(folder: Path, n: int, seconds: float) -> None:
-    config = load(folder / "config.toml")
-    engine, mailing_id, _ = fill_store(config, n)
-    create_s = create_deliveries(engine, mailing_id, config)
-    creator = self_peak_rss()
-
-    def stop_later() -> None:
-        time.sleep(seconds)
-        with engine.begin() as conn:
-            ledger.pause(conn, mailing_id, "benchmark over")
-
-    threading.Thread(target=stop_later, daemon=True).start()
-    with RSSWatch() as watch:
-        summary = send_mailing(config, engine, mailing_id, worker="bench")
-    print(json.dumps({"create_s": create_s, "creator_mb": creator / 2**20, "sent": summary.sent,
-                      "workers_mb": watch.peak_total / 2**20, "worker_mb": watch.peak_one / 2**20}))
 
 
 class _Stub(BaseHTTPRequestHandler):
@@ -310,22 +347,20 @@ def http_rate(folder: Path, recipients: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--signed-runs", type=int, default=1)
     parser.add_argument("--memory-sizes", default="10000,100000,1000000")
     parser.add_argument("--memory-seconds", type=float, default=40.0)
     parser.add_argument("--http", type=int, default=100_000)
-    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("NEWSLETTER_SECRET_KEY", "bench-secret-key-0123456789abcdefghijkl")
-    if args.memory_child:
-        folder, n, seconds = args.memory_child
-        memory_child(Path(folder), int(n), float(seconds))
-        return
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, SQLite store")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, SQLite store, {load_average()}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        if args.messages:
-            (folder / "smtp").mkdir()
-            smtp_rate(folder / "smtp", args.messages)
+        if args.messages and args.runs:
+            operator_rate(folder, args.messages, args.runs, signed=False)
+        if args.messages and args.signed_runs:
+            operator_rate(folder, args.messages, args.signed_runs, signed=True)
         sizes = [int(s) for s in args.memory_sizes.split(",") if s]
         if sizes:
             memory(folder, sizes, args.memory_seconds)

@@ -37,7 +37,8 @@ from newsletter.send.stop import Stop
 from newsletter.send.testcopy import send_test
 from newsletter.states import MailingStatus
 from newsletter.store import utcnow
-from newsletter.subscribers import audience, csvfile, registry
+from newsletter.subscribers import csvfile, registry
+from newsletter.subscribers.audience import count as audience_size
 from newsletter.subscribers.address import normalise
 from newsletter.tracking import plot, report
 
@@ -366,7 +367,7 @@ def send_plan(config: Config, engine: sa.Engine, edition_name: str, now: datetim
         selection = editions.next_selection(conn, edition, now)
         carried = selection.briefs if len(selection.briefs) >= edition.min_items else []
         countries = {c for b in carried for c in b.countries}
-        readers = sum(1 for _ in audience(conn, edition, countries)) if carried else 0
+        readers = audience_size(conn, edition, countries) if carried else 0
     return SendPlan(edition.name, None, None, readers, carried, selection.waiting,
                     len(selection.briefs) + selection.waiting)
 

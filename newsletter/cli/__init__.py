@@ -35,7 +35,9 @@ COMMAND_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI's parser; with `command` (a module of COMMAND_MODULES), only that command's,
+    so running one command does not import every other one (the web server, the collector...)."""
     parser = argparse.ArgumentParser(
         prog="newsletter",
         description="Collect news briefs, publish Atom feeds and send email digests.",
@@ -45,13 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     parser.add_argument("--version", action="version", version=f"newsletter {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    wanted = f"{__name__}.{command}"
+    for name in [wanted] if wanted in COMMAND_MODULES else COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def _command(argv: list[str] | None) -> str | None:
+    """The command named on the command line, or None (help, a version, a mistake)."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--config")
+    first.add_argument("command", nargs="?")
+    first.add_argument("rest", nargs=argparse.REMAINDER)
+    known, _ = first.parse_known_args(argv)
+    return known.command
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     setup_logging(json_lines=args.log_json, verbose=args.verbose)
     ctx = Context.from_args(args)

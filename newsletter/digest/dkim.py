@@ -16,8 +16,10 @@ import re
 import time
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 RSA_SHA256 = "rsa-sha256"
 ED25519_SHA256 = "ed25519-sha256"
@@ -39,6 +41,11 @@ class SigningKey:
 
 def load_key(pem: bytes, algorithm: str, selector: str) -> SigningKey:
     """A private key in PEM that signs `algorithm`; DkimKeyError with the reason otherwise."""
+    # `cryptography` (9 MB resident) is loaded with the first key: a send worker that does not sign
+    # never carries it.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -96,6 +103,11 @@ class Signer:
         self.keys = keys
         self.names = [n.lower() for n in header_names]
         self._h = b":".join(self.names).decode()
+        if any(k.algorithm == RSA_SHA256 for k in keys):
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric import padding
+
+            self._rsa_scheme = (padding.PKCS1v15(), hashes.SHA256())
 
     def sign(self, message: bytes, now: int | None = None) -> bytes:
         head, _, body = message.partition(_CRLF * 2)
@@ -108,7 +120,7 @@ class Signer:
                     f" t={stamp}; h={self._h};\r\n bh={body_hash};\r\n b=")
             data = canonical + relaxed_header(b"DKIM-Signature", tags.encode())[:-2]
             if key.algorithm == RSA_SHA256:
-                signature = key.key.sign(data, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[call-arg, union-attr]
+                signature = key.key.sign(data, *self._rsa_scheme)  # type: ignore[call-arg, union-attr]
             else:
                 signature = key.key.sign(hashlib.sha256(data).digest())  # type: ignore[call-arg]
             out.append(f"DKIM-Signature: {tags}{_fold(base64.b64encode(signature).decode())}\r\n".encode())

@@ -83,9 +83,15 @@ class Worker:
         self.transport: Transport = open_transport(self.config)
         self.limit = min(self.config.transport.batch_size, self.transport.batch_limit)
         self.lease = timedelta(seconds=self.config.transport.claim_lease_seconds)
-        # Providers take a batch in one call; message transports one envelope at a time, so a
-        # stop is heard between any two messages.
-        self.step = self.limit if self.transport.personalises else 1
+        # Providers take a batch in one call, and so does SMTP, which hears a stop between two
+        # messages itself (it pipelines them); other message transports take one envelope at a
+        # time, so a stop is heard between any two messages.
+        self.step = 1
+        if self.transport.personalises:
+            self.step = self.limit
+        elif getattr(self.transport, "hears_stop", False):
+            self.transport.stopping = stopping  # type: ignore[attr-defined]
+            self.step = self.limit
         # VERP for copies that leave as whole messages (SMTP): a bounce then names its delivery.
         bounces = self.config.bounces
         self.return_path = bounces.return_path if bounces and not self.transport.personalises else ""
@@ -123,7 +129,10 @@ class Worker:
             if self.bucket is not None:
                 self.bucket.take(len(piece))
             try:
-                results += self.transport.send(piece)
+                answered = self.transport.send(piece)
+                results += answered
+                if len(answered) < len(piece):
+                    break  # the transport heard the stop mid-piece
             except TransportError as exc:
                 if not results:
                     raise

@@ -77,12 +77,12 @@ class Group:
     countries: tuple[str, ...]  # what they chose (empty: every country)
 
 
-def _as_text(conn: sa.Connection, column: sa.Column) -> sa.ColumnElement[str]:
-    """The JSON column's stored text: PostgreSQL's json type has no equality, its text does;
-    SQLite stores the text itself, and a CAST would only slow its scan."""
-    if conn.dialect.name == "postgresql":
-        return sa.cast(column, sa.Text)
-    return sa.type_coerce(column, sa.Text)
+def _as_text(column: sa.Column) -> sa.ColumnElement[str]:
+    """The JSON column's stored text. PostgreSQL's json type has no equality, its text does; in
+    SQLite the JSON column has numeric affinity, and comparing it to the plan's text columns
+    without the cast keeps SQLite from looking the plan up by its key (it scanned every plan
+    for every reader: 25 s instead of 5 for a million readers in 850 groups)."""
+    return sa.cast(column, sa.Text)
 
 
 def groups(conn: sa.Connection, edition: EditionConfig) -> list[Group]:
@@ -92,13 +92,26 @@ def groups(conn: sa.Connection, edition: EditionConfig) -> list[Group]:
     Suppressed addresses are not left out here (checking them would double the scan's time):
     a group of only suppressed readers is planned for and then matches nobody in `planned_rows`.
     """
-    editions_text, countries_text = _as_text(conn, S.c.editions), _as_text(conn, S.c.countries)
+    editions_text, countries_text = _as_text(S.c.editions), _as_text(S.c.countries)
     rows = conn.execute(
         sa.select(editions_text, countries_text).distinct()
         .where(S.c.status == "active", S.c.language == edition.language)
     )
     return [Group(editions_json, countries_json, tuple(json.loads(countries_json) or ()))
             for editions_json, countries_json in rows if _wants(json.loads(editions_json), edition)]
+
+
+def count(conn: sa.Connection, edition: EditionConfig, countries: Collection[str]) -> int:
+    """How many readers `audience` would give, counted by the store group by group."""
+    editions_text, countries_text = _as_text(S.c.editions), _as_text(S.c.countries)
+    rows = conn.execute(
+        sa.select(editions_text, countries_text, sa.func.count())
+        .where(_eligible(edition)).group_by(editions_text, countries_text)
+    )
+    wanted = set(countries)
+    return sum(size for editions_json, countries_json, size in rows
+               if _wants(json.loads(editions_json), edition)
+               and (not (chosen := json.loads(countries_json)) or not wanted.isdisjoint(chosen)))
 
 
 @dataclass(frozen=True)
@@ -140,8 +153,8 @@ def planned_rows(conn: sa.Connection, edition: EditionConfig, plans: Sequence[Pl
     yield (
         sa.select(S.c.id.label("subscriber_id"), S.c.email, _plan.c.state, _plan.c.content_key,
                   _plan.c.reason.label("last_error"))
-        .join(_plan, sa.and_(_plan.c.editions_json == _as_text(conn, S.c.editions),
-                             _plan.c.countries_json == _as_text(conn, S.c.countries)))
+        .join(_plan, sa.and_(_plan.c.editions_json == _as_text(S.c.editions),
+                             _plan.c.countries_json == _as_text(S.c.countries)))
         .where(_eligible(edition)).order_by(S.c.id)
     )
     _plan.drop(conn)
