@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -53,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def import_(ctx: Context, args: argparse.Namespace) -> int:
     vocabulary = Vocabulary(ctx.config)
+    # Rows are made and dropped a batch at a time; without this, each of the cyclic collector's full
+    # passes also walked every object the start-up made (modules, SQLAlchemy, the config), which live
+    # as long as the process anyway. (Raising the young generation's threshold too saved more CPU
+    # but let a 1,000,000-row import peak at 282 MB.)
+    gc.freeze()
     quiet = not ctx.console.is_terminal  # progress is for people watching, not for logs
     try:
         with rich.progress.open(args.file, encoding="utf-8-sig", newline="", description="importing rows",

@@ -103,7 +103,10 @@ class _Cells:
         return value
 
     def time(self, column: str, text: str) -> datetime | None:
-        return self._remembered(self.times, (column, text), lambda: _time(column, text))
+        value = self.times.get((column, text), _MISSING)
+        if value is _MISSING:
+            value = self._remembered(self.times, (column, text), lambda: _time(column, text))
+        return value
 
     def row(self, line: int, cells: dict[str, str]) -> ImportRow:
         columns, vocabulary = self.columns, self.vocabulary
@@ -112,14 +115,21 @@ class _Cells:
         values: dict[str, Any] = {"language": language} if "language" in columns else {}
         if "name" in columns:
             values["name"] = vocabulary.name(cells.get("name", ""))
+        # The memo is looked up inline (a method call and a closure per cell cost more than the look-up).
         if "editions" in columns:
             text = cells.get("editions", "")
-            values["editions"] = self._remembered(self.editions, (text, language), lambda: list(
-                vocabulary.edition_names(split_list(text), language)))
+            editions = self.editions.get((text, language))
+            if editions is None:
+                editions = self._remembered(self.editions, (text, language), lambda: list(
+                    vocabulary.edition_names(split_list(text), language)))
+            values["editions"] = editions
         if "countries" in columns:
             text = cells.get("countries", "")
-            values["countries"] = self._remembered(self.countries, text, lambda: list(
-                vocabulary.country_slugs(split_list(text))))
+            countries = self.countries.get(text)
+            if countries is None:
+                countries = self._remembered(self.countries, text, lambda: list(
+                    vocabulary.country_slugs(split_list(text))))
+            values["countries"] = countries
         status = (cells.get("status", "") or "active").strip().lower()
         if status not in STATUSES:
             raise SubscriberError(f"status {status!r}: expected one of {', '.join(STATUSES)}")
@@ -194,8 +204,9 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
 def _existing(conn: sa.Connection, emails: list[str]) -> dict[str, tuple[int, str]]:
     found: dict[str, tuple[int, str]] = {}
     for condition in in_values(conn, S.c.email, emails):
-        for sid, email, status in conn.execute(sa.select(S.c.id, S.c.email, S.c.status).where(condition)):
-            found[email] = (sid, status)
+        # fetched at once: row by row, the result's per-row machinery cost more than the query
+        found.update((email, (sid, status)) for sid, email, status
+                     in conn.execute(sa.select(S.c.id, S.c.email, S.c.status).where(condition)).all())
     return found
 
 
@@ -328,11 +339,10 @@ def _encoded(rows: list[tuple[Any, ...]], encoders: list[tuple[int, Any]]) -> li
         return rows
     columns: list[Any] = list(zip(*rows))
     for i, process in encoders:
-        memo: dict[int, Any] = {}
-        for value in columns[i]:
-            if value is not None and id(value) not in memo:
-                memo[id(value)] = process(value)
-        columns[i] = [None if value is None else memo[id(value)] for value in columns[i]]
+        # The per-value passes are map/zip (C loops); Python code runs once per distinct object.
+        ids = list(map(id, columns[i]))
+        memo = {key: None if value is None else process(value) for key, value in dict(zip(ids, columns[i])).items()}
+        columns[i] = list(map(memo.__getitem__, ids))
     return list(zip(*columns))
 
 
