@@ -171,7 +171,13 @@ def test_sign_in_preview_test_send_now_pause_resume_sign_out(served: Served, smt
         assert test_copy["Subject"] == subject
 
         # Send now: first how many and which briefs, then the confirmation.
-        page.click("a.button:has-text('Send now')")
+        # The link sits below the two preview frames: once the page (frames included) has loaded,
+        # scroll to it first. Clicked in one go while the frames still loaded, Chromium's click
+        # sometimes reached no element at all (no request was made), on a link that works.
+        page.wait_for_load_state("load")
+        send_now = page.locator("a.button:has-text('Send now')")
+        send_now.scroll_into_view_if_needed()
+        send_now.click()
         expect(page.locator("#plan")).to_contain_text(f"{len(READERS)} subscriber(s)")
         expect(page.locator("#plan-briefs li")).to_have_count(2)
         check("confirm", "/console/editions/daily-en/send")
