@@ -21,6 +21,7 @@ from newsletter.config import Config
 from newsletter.digest import MailingContent, MessageFactory, render_mailing
 from newsletter.digest import dkim as dkim_module
 from newsletter.digest import message as message_module
+from newsletter.errors import RenderError
 from newsletter.recipients import Recipient
 from newsletter.send.smtp import dot_stuff
 from tests.support import mailcheck
@@ -122,3 +123,18 @@ def test_every_copy_is_short_lined_quoted_printable_that_reads_back_as_the_reade
 ])
 def test_the_quick_literal_test_agrees_with_the_quoted_printable_pattern(value: str) -> None:
     assert message_module._literal(value) == bool(message_module._QP_LITERAL.fullmatch(value))
+
+
+@pytest.mark.parametrize("address, single", [
+    ("ana@example.com", True), ("o.'brien+news@example.co.uk", True),
+    ("ana @example.com", False), ("ana\t@example.com", False), ("ana\u2028@example.com", False),
+    ("ana\xa0@example.com", False), ("ana\x1f@example.com", False), ("ana\x7f@example.com", True),
+    ("ana.example.com", False), ("", False),
+])
+def test_a_copy_goes_only_to_a_single_address(cfg: Config, address: str, single: bool) -> None:
+    factory = MessageFactory(cfg, content(cfg))
+    if single:
+        assert factory.build(Recipient(1, address, "Ana")).startswith(b"From: ")
+    else:
+        with pytest.raises(RenderError, match="not a single email address"):
+            factory.build(Recipient(1, address, "Ana"))

@@ -226,7 +226,7 @@ class MessageFactory:
 
     def _recipient_headers(self, recipient: Recipient, values: Mapping[str, str]) -> dict[str, str]:
         address = recipient.email
-        if not address or any(c.isspace() or ord(c) < 32 for c in address) or "@" not in address:
+        if not _single_address(address):
             raise RenderError(f"recipient address {address!r} is not a single email address")
         if self._test:
             message_id = f"<test.{self._label}.{secrets.token_hex(12)}@{self._domain}>"
@@ -275,13 +275,25 @@ def _literal(text: str) -> bool:
     return _QP_LITERAL.fullmatch(text) is not None
 
 
+def _single_address(address: str) -> bool:
+    """No whitespace or control character, an "@": what can go in To and RCPT TO as it is."""
+    if not address or "@" not in address:
+        return False
+    # isprintable() is False for every control and whitespace character but " ": one C call for
+    # the usual address; the character loop only for the rare one it leaves in doubt.
+    if address.isprintable() and " " not in address:
+        return True
+    return not any(c.isspace() or ord(c) < 32 for c in address)
+
+
 def _qp(text: str) -> bytes:
     """Quoted-printable with CRLF line ends (hard breaks stay hard, long lines get soft breaks)."""
     if _literal(text):
         # Most values (token URLs, plain names) are their own encoding: only long lines need soft breaks.
-        if len(text) < 76:
-            return text.encode()
-        return _SOFT_BREAK.join(text[i:i + 75].encode() for i in range(0, len(text), 75))
+        data = text.encode()  # ASCII: a byte a character
+        if len(data) < 76:
+            return data
+        return _SOFT_BREAK.join([data[i:i + 75] for i in range(0, len(data), 75)])
     return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", _CRLF)
 
 
