@@ -86,6 +86,7 @@ class Worker:
         # Providers take a batch in one call, and so does SMTP, which hears a stop between two
         # messages itself (it pipelines them); other message transports take one envelope at a
         # time, so a stop is heard between any two messages.
+        self.takes_data = getattr(self.transport, "takes_data", False)
         self.step = 1
         if self.transport.personalises:
             self.step = self.limit
@@ -99,7 +100,8 @@ class Worker:
 
     def envelope(self, c: Claimed) -> Envelope:
         factory, template = self.copies.get(c.content_key)
-        made = envelope(factory, template if self.transport.personalises else None, c.recipient, str(c.id))
+        made = envelope(factory, template if self.transport.personalises else None, c.recipient, str(c.id),
+                        data=self.takes_data)
         if self.return_path:
             made = replace(made, sender=verp.address(self.verp_key, self.return_path, c.id))
         return made
