@@ -32,8 +32,8 @@ from newsletter.digest import placeholders
 from newsletter.digest.dkim import (
     ED25519_SHA256, RSA_SHA256, DkimKeyError, Signer, header_fields, load_key, relaxed_field,
 )
-from newsletter.errors import RenderError
-from newsletter.recipients import Recipient
+from newsletter.errors import RecipientError, RenderError
+from newsletter.recipients import Recipient, wire_address
 from newsletter.sanitize import clean_text
 
 # The headers every signature covers (RFC 8058 requires List-Unsubscribe-Post among them).
@@ -225,9 +225,9 @@ class MessageFactory:
         return placeholders.fill(self.mailing.html, values), placeholders.fill(self.mailing.text, values)
 
     def _recipient_headers(self, recipient: Recipient, values: Mapping[str, str]) -> dict[str, str]:
-        address = recipient.email
-        if not _single_address(address):
-            raise RenderError(f"recipient address {address!r} is not a single email address")
+        if not _single_address(recipient.email):
+            raise RecipientError(f"recipient address {recipient.email!r} is not a single email address")
+        address = wire_address(recipient.email)
         if self._test:
             message_id = f"<test.{self._label}.{secrets.token_hex(12)}@{self._domain}>"
         else:
