@@ -2,7 +2,7 @@
 
 Once the mailing is created (rendered) or picked up, the command sends it from a fresh image of
 itself (`os.execv`, same process): the renderer, the audit log's password hashing and what
-creating the mailing left on the heap (about 30 MB) would otherwise stay resident beside the
+creating the mailing left on the heap (16 MB on SQLite) would otherwise stay resident beside the
 send workers for the whole send. The new image gets the mailing's id in `--sending`, an option
 for this hand-over only, and SIGINT and SIGTERM held across the exec, so a signal that arrives
 meanwhile reaches its Stop instead of killing it.
