@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from newsletter.errors import SubscriberError
 from newsletter.store import schema, utcnow
-from newsletter.subscribers.address import erased_key, normalise
+from newsletter.subscribers.address import erased_key, subscribable
 from newsletter.subscribers.profile import STATUSES, Vocabulary, split_list
 
 S = schema.subscribers
@@ -110,7 +110,7 @@ class _Cells:
 
     def row(self, line: int, cells: dict[str, str]) -> ImportRow:
         columns, vocabulary = self.columns, self.vocabulary
-        email = normalise(cells.get("email", ""))
+        email = subscribable(cells.get("email", ""))
         language = vocabulary.language(cells.get("language", ""))
         values: dict[str, Any] = {"language": language} if "language" in columns else {}
         if "name" in columns:
