@@ -7,8 +7,11 @@ the sizes its figures are quoted for.
 
 from __future__ import annotations
 
+import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 from newsletter.briefs import Brief
 from newsletter.config import Config, load
@@ -58,6 +61,23 @@ def write_config(path: Path, *, publication: str = "", edition: str = "", tables
     path.write_text(CONFIG.format(folder=path.parent, publication=publication, edition=edition, tables=tables),
                     encoding="utf-8")
     return load(path)
+
+
+@contextmanager
+def throwaway_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of `server_url`: its URL, dropped afterwards."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
 
 
 def children(pid: int) -> list[int]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/send.py [--messages 100000] [--runs 2] [--signed-runs 1]
                                    [--memory-sizes 10000,100000,1000000] [--memory-seconds 40]
-                                   [--http 100000]
+                                   [--memory-pg SERVER_URL] [--memory-signed] [--http 100000]
 
 1. Starts Postfix's smtp-sink on 127.0.0.1 (only that tool, not Postfix), fills a store with
    `--messages` subscribers and 7 briefs (copies of about 40 KB), and times the real command,
@@ -13,7 +13,10 @@
    the same with DKIM (RSA-2048) signing every copy. Peak RSS of the command and its workers
    (sampled every 50 ms) is printed too.
 2. For each of `--memory-sizes` subscribers: the same command for `--memory-seconds`, then
-   SIGTERM (it winds down); prints the peak RSS of the command and of its workers.
+   SIGTERM (it winds down); prints the peak RSS of the command (overall, and while its workers
+   ran), of each worker, and of all of them together at one moment. `--memory-pg` repeats it
+   on PostgreSQL (a throwaway database made on that server, dropped after), `--memory-signed`
+   with DKIM (RSA-2048) signing, both on each store.
 3. Sends `--http` recipients through the Postmark and SendGrid transports to a local stub of
    their batch endpoints; prints calls and recipients per second.
 Everything listens on 127.0.0.1; every step stops by itself.
@@ -22,6 +25,7 @@ Everything listens on 127.0.0.1; every step stops by itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -42,7 +46,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from bench import sample  # noqa: E402
 from newsletter import briefs  # noqa: E402
-from newsletter.config import Config  # noqa: E402
+from newsletter.config import Config, load as load_config  # noqa: E402
 from newsletter.digest import MessageFactory, render_mailing  # noqa: E402
 from newsletter.recipients import Recipient  # noqa: E402
 from newsletter.send import ledger  # noqa: E402
@@ -103,10 +107,15 @@ def create_deliveries(engine: sa.Engine, mailing_id: int, config: Config) -> flo
     return time.monotonic() - started
 
 
-def operator_store(folder: Path, port: int, subscribers: int, dkim: str = "") -> Path:
+def operator_store(folder: Path, port: int, subscribers: int, dkim: str = "", store_url: str = "") -> Path:
     """A config and a store of `subscribers` readers and 7 briefs news since the last mailing
-    (none yet): `newsletter send daily-en` creates the mailing, renders it and sends it."""
+    (none yet): `newsletter send daily-en` creates the mailing, renders it and sends it.
+    The store is a SQLite file in `folder` unless `store_url` names another (PostgreSQL)."""
     config = write_config(folder, f'kind = "smtp"\nhost = "127.0.0.1"\nport = {port}\nconnections = 4\n{dkim}')
+    if store_url:
+        path = folder / "config.toml"
+        path.write_text(path.read_text().replace(config.store_url, store_url))
+        config = load_config(path)
     engine = open_store(config.store_url)
     t0 = sample.CREATED
     with engine.begin() as conn:
@@ -185,23 +194,32 @@ def operator_rate(folder: Path, messages: int, runs: int, signed: bool) -> None:
     print(f"  ratio {min(ratios):.2f}x to {max(ratios):.2f}x over {runs} run(s)")
 
 
-def memory(folder: Path, sizes: list[int], seconds: float) -> None:
-    print(f"Memory of `newsletter send` with N subscribers (sending to smtp-sink for {seconds:g} s, then SIGTERM):")
+def memory(folder: Path, sizes: list[int], seconds: float, *, pg: str = "", signed: bool = False) -> None:
+    """Peak RSS of the command and of each worker, for each size; on PostgreSQL (a throwaway
+    database on the server `pg`) instead of SQLite, and with DKIM signing, when asked."""
+    store = "PostgreSQL" if pg else "SQLite"
+    what = ", DKIM-signed (RSA-2048)" if signed else ""
+    print(f"Memory of `newsletter send` with N subscribers, {store}{what} (sending to smtp-sink for {seconds:g} s, "
+          f"then SIGTERM):")
     for n in sizes:
         sub = folder / f"mem-{n}"
         sub.mkdir()
         port = free_port()
         sink = smtp_sink(port)
         try:
-            config = operator_store(sub, port, n)
-            elapsed, summary, watch = newsletter_send(config, stop_after=seconds)
+            with contextlib.ExitStack() as stack:
+                url = stack.enter_context(sample.throwaway_database(pg)) if pg else ""
+                config = operator_store(sub, port, n, dkim_settings(sub) if signed else "", store_url=url)
+                elapsed, summary, watch = newsletter_send(config, stop_after=seconds)
         finally:
             sink.terminate()
             sink.wait()
             shutil.rmtree(sub)
+        each = ", ".join(f"{peak / 2**20:.0f}" for peak in watch.peaks.values())
         print(f"  {n:>9,}: sent {summary['sent']:,} in {elapsed:.0f} s; peak RSS {watch.peak_total / 2**20:.0f} MB "
-              f"together (command {watch.peak_root / 2**20:.0f} MB, workers {watch.peak_workers / 2**20:.0f} MB, "
-              f"largest worker {watch.peak_one / 2**20:.0f} MB); {load_average()}")
+              f"together (command {watch.peak_root / 2**20:.0f} MB, while its workers ran "
+              f"{watch.peak_root_sending / 2**20:.0f} MB; workers {watch.peak_workers / 2**20:.0f} MB, each {each} MB); "
+              f"{load_average()}")
 
 
 class RSSWatch:
@@ -213,6 +231,8 @@ class RSSWatch:
         self.peak_root = 0
         self.peak_workers = 0
         self.peak_one = 0  # the largest descendant
+        self.peak_root_sending = 0  # the root while its workers ran
+        self.peaks: dict[int, int] = {}  # each worker's peak, by pid
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -222,8 +242,13 @@ class RSSWatch:
                 continue
             # Only the send workers (python); smtp-sink and smtp-source are not ours to count, nor a
             # child between fork and exec (still a copy of the command).
-            sizes = [sample.rss(p) for p in sample.descendants(self.root) if "spawn_main" in _cmd(p)]
+            workers = {p: sample.rss(p) for p in sample.descendants(self.root) if "spawn_main" in _cmd(p)}
+            sizes = list(workers.values())
             root = sample.rss(self.root)
+            for pid, size in workers.items():
+                self.peaks[pid] = max(self.peaks.get(pid, 0), size)
+            if sizes:
+                self.peak_root_sending = max(self.peak_root_sending, root)
             self.peak_root = max(self.peak_root, root)
             self.peak_workers = max(self.peak_workers, sum(sizes))
             self.peak_total = max(self.peak_total, root + sum(sizes))
@@ -327,6 +352,9 @@ def main() -> None:
     parser.add_argument("--signed-runs", type=int, default=1)
     parser.add_argument("--memory-sizes", default="10000,100000,1000000")
     parser.add_argument("--memory-seconds", type=float, default=40.0)
+    parser.add_argument("--memory-pg", default="", metavar="SERVER_URL",
+                        help="also measure memory on PostgreSQL, in a throwaway database made on this server")
+    parser.add_argument("--memory-signed", action="store_true", help="also measure memory with DKIM signing")
     parser.add_argument("--http", type=int, default=100_000)
     args = parser.parse_args()
     os.environ.setdefault("NEWSLETTER_SECRET_KEY", "bench-secret-key-0123456789abcdefghijkl")
@@ -339,7 +367,9 @@ def main() -> None:
             operator_rate(folder, args.messages, args.signed_runs, signed=True)
         sizes = [int(s) for s in args.memory_sizes.split(",") if s]
         if sizes:
-            memory(folder, sizes, args.memory_seconds)
+            for pg in ("", args.memory_pg) if args.memory_pg else ("",):
+                for signed in (False, True) if args.memory_signed else (False,):
+                    memory(folder, sizes, args.memory_seconds, pg=pg, signed=signed)
         if args.http:
             http_rate(folder, args.http)
 

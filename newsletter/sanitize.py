@@ -11,8 +11,6 @@ import html
 import re
 from urllib.parse import urljoin, urlsplit
 
-import nh3
-
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "cite", "code", "em", "figcaption", "figure", "h2", "h3",
     "h4", "h5", "h6", "hr", "i", "img", "li", "ol", "p", "pre", "q", "s", "small", "strong", "sub",
@@ -62,6 +60,8 @@ def clean_html(fragment: str, base_url: str) -> str:
             return value if value.isdigit() else None
         return value
 
+    import nh3  # here, not at the top: a send worker calls only clean_text, mostly on text without markup
+
     return nh3.clean(
         xml_safe(fragment),
         tags=ALLOWED_TAGS,
@@ -80,5 +80,7 @@ def clean_text(text: str) -> str:
     Entities are decoded: the result is text, which every output escapes for its own format.
     """
     if "<" in text:
+        import nh3
+
         text = nh3.clean(text, tags=set(), clean_content_tags=DROP_WITH_CONTENT)
     return " ".join(xml_safe(html.unescape(text)).split())

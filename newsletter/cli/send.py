@@ -1,18 +1,27 @@
-"""`newsletter send EDITION`: send now, whatever the schedule; `--resume` only carries on."""
+"""`newsletter send EDITION`: send now, whatever the schedule; `--resume` only carries on.
+
+Once the mailing is created (rendered) or picked up, the command sends it from a fresh image of
+itself (`os.execv`, same process): the renderer, the audit log's password hashing and what
+creating the mailing left on the heap (16 MB on SQLite) would otherwise stay resident beside the
+send workers for the whole send. The new image gets the mailing's id in `--sending`, an option
+for this hand-over only, and SIGINT and SIGTERM held across the exec, so a signal that arrives
+meanwhile reaches its Stop instead of killing it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from newsletter import operations
-from newsletter.audit import cli_actor
 from newsletter.cli.context import Context
 from newsletter.errors import MailingError, NewsletterError
-from newsletter.send.dispatch import SendSummary
-from newsletter.send.stop import Stop
+from newsletter.send.dispatch import SendSummary, send_mailing
+from newsletter.send.stop import SIGNALS, Stop
 from newsletter.states import MailingStatus
 
 
@@ -26,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="send the mailing a reader would get next (the unfinished one, else a draft of the next, "
                              "else the newest) to this one address as a test, recording nothing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    # The hand-over to a fresh image of the command (see the module's doc), not for people.
+    parser.add_argument("--sending", type=int, metavar="MAILING_ID", help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
 
 
@@ -37,6 +48,12 @@ def _report(ctx: Context, args: argparse.Namespace, data: dict[str, Any], line: 
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    if args.sending is not None:
+        return _send_handed_over(ctx, args)
+    # Imported here: the image that sends after the hand-over needs neither (10 MB).
+    from newsletter import operations
+    from newsletter.audit import cli_actor
+
     config = ctx.config
     edition = config.edition(args.edition)
     engine = ctx.engine
@@ -56,14 +73,53 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         _report(ctx, args, {"edition": edition.name, "mailing_id": None, "sent": 0},
                 f"{edition.name}: no new briefs since the last mailing; nothing to send")
         return 0
+    _hand_over(ctx, args, target.mailing_id)
     stop = Stop()
     with stop.on_signals():
         summary = _send(ctx, args, target.mailing_id, stop)
     return _finish(ctx, args, edition.name, summary, stop)
 
 
+def _started_as_the_command() -> bool:
+    """Whether this process is the `newsletter` command itself (console script or `python -m
+    newsletter`), not a program that called `cli.main` and must not be replaced."""
+    from newsletter import cli
+
+    return getattr(sys.modules.get("__main__"), "main", None) is cli.main
+
+
+def _hand_over(ctx: Context, args: argparse.Namespace, mailing_id: int) -> None:
+    """Carry on in a fresh image of the command that only sends `mailing_id` (see the module's
+    doc); returns only where that cannot be done, and this image sends."""
+    if not (sys.platform.startswith("linux") and _started_as_the_command()):
+        return
+    argv = [sys.executable, "-m", "newsletter", "--config", str(ctx.config_path)]
+    argv += ["--log-json"] * args.log_json + ["--verbose"] * args.verbose
+    argv += ["send", args.edition, "--sending", str(mailing_id)] + ["--json"] * args.json
+    ctx.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        os.execv(sys.executable, argv)
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
+def _send_handed_over(ctx: Context, args: argparse.Namespace) -> int:
+    """The send of the mailing this command created or picked up before it handed over."""
+    stop = Stop()
+    with stop.on_signals():
+        # Held since the exec: one that came meanwhile is handled now, by the Stop.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+        summary = _send(ctx, args, args.sending, stop)
+    return _finish(ctx, args, ctx.config.edition(args.edition).name, summary, stop)
+
+
 def _dry_run(ctx: Context, args: argparse.Namespace) -> int:
     """Render and count the unfinished mailing's remaining copies, or say what sending would make."""
+    from newsletter import operations
+
     edition = ctx.config.edition(args.edition)
     plan = operations.send_plan(ctx.config, ctx.engine, edition.name)
     if plan.mailing_id is None:
@@ -100,8 +156,9 @@ def _send(ctx: Context, args: argparse.Namespace, mailing_id: int, stop: Stop) -
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return operations.deliver(ctx.config, ctx.engine, mailing_id, worker="cli", dry_run=args.dry_run,
-                                  progress=progress, stop=stop)
+        # `operations.deliver` is this call; the decision to send was recorded before.
+        return send_mailing(ctx.config, ctx.engine, mailing_id, worker="cli", dry_run=args.dry_run,
+                            progress=progress, stop=stop)
 
 
 def _describe(edition: str, s: SendSummary) -> str:
@@ -117,6 +174,9 @@ def _describe(edition: str, s: SendSummary) -> str:
 def _send_to(ctx: Context, args: argparse.Namespace) -> int:
     """The mailing a reader would get next (`operations.current`) to one address; nothing is
     stored, not even a draft."""
+    from newsletter import operations
+    from newsletter.audit import cli_actor
+
     edition = ctx.config.edition(args.edition)
     if args.resume:
         raise NewsletterError("--to sends one test copy and --resume carries on a mailing: use one or the other")

@@ -31,12 +31,12 @@ from itertools import islice
 from typing import Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.errors import StoreError
 from newsletter.recipients import Recipient
 from newsletter.states import UNFINISHED, DeliveryState, MailingStatus
 from newsletter.store import schema, utcnow
+from newsletter.store.db import dialect_insert
 from newsletter.subscribers.suppression import suppressed_among
 
 d = schema.deliveries
@@ -81,8 +81,7 @@ def _chunks(items: Iterable[Recipient], size: int) -> Iterator[list[Recipient]]:
 
 
 def _insert(conn: sa.Connection) -> Callable[[], object]:
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    return lambda: dialect.insert(d).on_conflict_do_nothing(index_elements=["mailing_id", "email"])
+    return lambda: dialect_insert(conn, d).on_conflict_do_nothing(index_elements=["mailing_id", "email"])
 
 
 def count(conn: sa.Connection, mailing_id: int) -> dict[str, int]:

@@ -93,7 +93,8 @@ class SMTPTransport:
         self.username = username
         self.password = password
         self.timeout = timeout
-        self.tls_context = tls_context or ssl.create_default_context()
+        # Only a TLS connection needs a context (each holds the system's CAs, about 1 MB).
+        self.tls_context = tls_context or (ssl.create_default_context() if starttls or implicit_tls else None)
         self._conn: smtplib.SMTP | None = None
         self.stopping: threading.Event | None = None
 

@@ -8,6 +8,7 @@ config already showed.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,9 @@ from newsletter.config import Config, sender_domain, transport_secret
 from newsletter.send.transport import Transport
 
 if TYPE_CHECKING:
+    import ssl
+    from pathlib import Path
+
     from newsletter.send.smtp import SMTPTransport
 
 # Each kind's class, by module and name: a send worker imports only its own transport's module
@@ -40,13 +44,23 @@ def personalises(kind: str) -> bool:
     return transport_class(kind).personalises
 
 
+@functools.lru_cache(maxsize=4)
+def _tls_context(ca_file: Path | None, client: tuple[Path, Path | None] | None) -> ssl.SSLContext:
+    """One context per process for the same files: each loads the system's CAs (about 1 MB), and
+    the connections of a send worker can share one (an SSLContext is safe across threads)."""
+    from newsletter.send.smtp import tls_context
+
+    return tls_context(ca_file, client)
+
+
 def _smtp(config: Config) -> SMTPTransport:
-    from newsletter.send.smtp import SMTPTransport, tls_context
+    from newsletter.send.smtp import SMTPTransport
 
     t = config.transport
     client = (config.resolve(t.client_cert), config.resolve(t.client_key) if t.client_key else None) \
         if t.client_cert else None
-    context = tls_context(config.resolve(t.ca_file) if t.ca_file else None, client)
+    # A connection without TLS (a relay on this host) needs no context at all.
+    context = _tls_context(config.resolve(t.ca_file) if t.ca_file else None, client) if t.starttls or t.ssl else None
     return SMTPTransport(t.host, t.port, ehlo_name=t.ehlo_name or sender_domain(config), starttls=t.starttls,
                          implicit_tls=t.ssl, username=t.username, password=transport_secret(t),
                          timeout=t.timeout_seconds, tls_context=context)

@@ -6,8 +6,6 @@ import hashlib
 import re
 from functools import lru_cache
 
-from email_validator import EmailNotValidError, validate_email
-
 from newsletter.errors import SubscriberError
 from newsletter.recipients import NEEDS_SMTPUTF8
 
@@ -26,6 +24,10 @@ _DOMAINS_CACHED = 65536
 @lru_cache(maxsize=_DOMAINS_CACHED)
 def _domain(part: str) -> tuple[str, str] | None:
     """email-validator's verdict on a domain: (normalised form, IDNA ASCII form), or None."""
+    # email-validator (and idna under it, 3 MB) is imported where an address is checked, not with
+    # the module: a send worker imports this module for its bounce records and rarely checks one.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email("a@" + part, check_deliverability=False)
     except EmailNotValidError:
@@ -51,6 +53,8 @@ def normalise(address: str) -> str:
         domain = _domain(part)
         if domain is not None and len(local) + 1 + max(len(part), len(domain[0].encode()), len(domain[1])) <= _MAX_BYTES:
             return (local + "@" + domain[0]).lower()
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:

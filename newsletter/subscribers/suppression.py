@@ -6,9 +6,9 @@ import json
 from typing import Any, Iterator, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.store import schema, utcnow
+from newsletter.store.db import dialect_insert
 from newsletter.subscribers.address import erased_key, loose
 
 S = schema.subscribers
@@ -26,8 +26,7 @@ BounceKind = Literal["hard", "soft", "complaint"]
 
 
 def _insert_ignore(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+    conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(), rows)
 
 
 def literal_in_list(values: list[str]) -> sa.BindParameter:

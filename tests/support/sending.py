@@ -22,11 +22,14 @@ HTML = ("<html><body><p>%%nl:greeting_html%%</p><p>Three briefs on port corrupti
 TEXT = "%%nl:greeting%%\n\nThree briefs on port corruption today.\n\nUnsubscribe: %%nl:unsubscribe_url%%\n"
 
 
-def send_config(folder: Path, store_url: str, **transport: Any) -> tuple[Config, Path]:
-    """A config with one English edition and the given [transport] keys, on disk for the CLI too."""
+def send_config(folder: Path, store_url: str, *, dkim: dict[str, str] | None = None,
+                **transport: Any) -> tuple[Config, Path]:
+    """A config with one English edition and the given [transport] keys (and [dkim] table), on disk for the CLI too."""
     data = base_config(store_url)
     data["editions"] = [{"name": "daily-en", "language": "en", "title": "Crime Briefs Daily"}]
     data["transport"] = {"retry_base_seconds": 0.2, **transport}
+    if dkim:
+        data["dkim"] = dkim
     path = write_config(folder, data)
     return config_module.load(path), path
 
