@@ -602,11 +602,10 @@ def _check_tls_files(config: "Config") -> None:
                               f"expected a PEM certificate and its unencrypted private key ({exc})") from exc
 
 
-def check_dkim(config: "Config") -> None:
+def check_dkim(config: "Config", *, probe: bool = True) -> None:
     """All three keys or none; each key readable, a private key in PEM of its algorithm (RSA of 1024
-    bits or more; Ed25519 for the optional second signature)."""
-    from newsletter.digest.dkim import ED25519_SHA256, RSA_SHA256, DkimKeyError, load_key
-
+    bits or more; Ed25519 for the optional second signature). Without `probe` the keys are only
+    read, not loaded: for a process that never signs and whose keys were just proved."""
     settings = config.dkim
     given = [k for k in ("selector", "domain", "private_key_path") if getattr(settings, k)]
     if not given:
@@ -623,6 +622,9 @@ def check_dkim(config: "Config") -> None:
     if bool(settings.ed25519_selector) != bool(settings.ed25519_private_key_path):
         raise ConfigError("dkim.ed25519_selector and dkim.ed25519_private_key_path: expected both set (a second, "
                           "Ed25519 signature) or neither")
+    # Loading a key loads cryptography (9 MB resident), which only a process that signs needs.
+    from newsletter.digest.dkim import ED25519_SHA256, RSA_SHA256, DkimKeyError, load_key
+
     keys = [("private_key_path", RSA_SHA256)]
     if settings.ed25519_private_key_path:
         keys.append(("ed25519_private_key_path", ED25519_SHA256))
@@ -630,7 +632,9 @@ def check_dkim(config: "Config") -> None:
         relative = getattr(settings, name)
         path = config.resolve(relative)
         try:
-            load_key(path.read_bytes(), algorithm, "probe")
+            pem = path.read_bytes()
+            if probe:
+                load_key(pem, algorithm, "probe")
         except OSError as exc:
             raise ConfigError(f"dkim.{name} = {relative!r}: cannot read {path}: {exc.strerror}") from exc
         except DkimKeyError as exc:
@@ -642,7 +646,8 @@ def config_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("NEWSLETTER_CONFIG") or DEFAULT_CONFIG).resolve()
 
 
-def load(path: Path) -> Config:
+def load(path: Path, *, probe_keys: bool = True) -> Config:
+    """The config at `path`, checked; `probe_keys=False` only reads the DKIM keys (`check_dkim`)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -655,7 +660,7 @@ def load(path: Path) -> Config:
     check_secrets(config)
     check_addresses(config.publication)
     check_transport(config, os.environ)
-    check_dkim(config)
+    check_dkim(config, probe=probe_keys)
     check_bounces(config, os.environ)
     return config
 

@@ -26,8 +26,8 @@ NOT_IN_A_WORKER = ("lxml", "jinja2", "mjml", "alembic", "mako", "requests", "cha
 WORKER_RSS_LIMIT = 60 * 2**20
 SEND_RSS_LIMIT = 200 * 2**20  # the command and its workers together
 # What creating the mailing needs and the command drops before its workers start (it hands over
-# to a fresh image of itself that only sends).
-NOT_IN_THE_SENDING_COMMAND = ("lxml", "mjml")
+# to a fresh image of itself that only sends, and that leaves the DKIM keys to the workers).
+NOT_IN_THE_SENDING_COMMAND = ("lxml", "mjml", "cryptography")
 # A copy of about 40 KB, like the digest's: a worker holds its batch's copies while it sends them.
 PARAGRAPH = ("<p>Prosecutors said a network of brokers had moved cocaine through a private port terminal for "
              "years, paying customs officers to wave containers through inspections.</p>\n")

@@ -21,6 +21,8 @@ from newsletter.store import open_store
 class Context:
     config_path: Path
     _engine: sa.Engine | None = field(default=None, repr=False)
+    # False where the DKIM keys were proved by the process this one replaced (`send`'s hand-over).
+    probe_keys: bool = True
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Context":
@@ -28,7 +30,7 @@ class Context:
 
     @cached_property
     def config(self) -> Config:
-        return config_module.load(self.config_path)
+        return config_module.load(self.config_path, probe_keys=self.probe_keys)
 
     @property
     def engine(self) -> sa.Engine:

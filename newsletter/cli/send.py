@@ -108,6 +108,9 @@ def _hand_over(ctx: Context, args: argparse.Namespace, mailing_id: int) -> None:
 
 def _send_handed_over(ctx: Context, args: argparse.Namespace) -> int:
     """The send of the mailing this command created or picked up before it handed over."""
+    # The image before proved the DKIM keys sign, and only the workers sign: not loading them
+    # here keeps cryptography (9 MB) out of this process for the whole send.
+    ctx.probe_keys = False
     stop = Stop()
     with stop.on_signals():
         # Held since the exec: one that came meanwhile is handled now, by the Stop.
