@@ -229,7 +229,9 @@ deliveries = sa.Table(
     sa.Column("provider_message_id", sa.String(256)),
     # The copy it carries: a `mailing_contents` key, or NULL for the mailing's whole content.
     sa.Column("content_key", sa.String(32)),
-    sa.UniqueConstraint("mailing_id", "email", name="uq_deliveries_mailing_email"),
+    # One delivery per subscriber (so per address: theirs are unique), in the order the rows
+    # are written, so the index grows at its end (migration 0010).
+    sa.UniqueConstraint("mailing_id", "subscriber_id", name="uq_deliveries_mailing_subscriber"),
     sa.Index("ix_deliveries_mailing_state", "mailing_id", "state"),
     sa.CheckConstraint(check_clause("state", DeliveryState), name="ck_deliveries_state"),
 )
