@@ -1,6 +1,7 @@
 """Migration 0010 (deliveries keyed by mailing and subscriber, not by address) on a store that
 already holds mailings: every delivery comes through, the bounce report pointing at one still
-does, and the new key refuses a second delivery of a mailing to one subscriber."""
+does, the new key refuses a second delivery of a mailing to one subscriber, and a claim's
+index holds the delivery id."""
 
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def test_upgrading_keeps_the_ledger_and_keys_it_by_subscriber(store_url: str) ->
             assert conn.scalar(sa.select(schema.bounce_reports.c.delivery_id)) == bounced
             uniques = {u["name"]: u["column_names"] for u in sa.inspect(conn).get_unique_constraints("deliveries")}
             assert uniques == {"uq_deliveries_mailing_subscriber": ["mailing_id", "subscriber_id"]}
+            indexes = {i["name"]: i["column_names"] for i in sa.inspect(conn).get_indexes("deliveries")
+                       if not i.get("unique")}
+            assert indexes == {"ix_deliveries_mailing_state_id": ["mailing_id", "state", "id"]}
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(d.insert().values(mailing_id=mailings[0], subscriber_id=ids[0], email="new@example.org",
                                            state="pending", attempts=0))

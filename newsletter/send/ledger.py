@@ -182,7 +182,7 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
     out (it crashed or lost the store). Deliveries whose address was suppressed since the
     mailing was created are marked suppressed here rather than sent.
     """
-    # Two narrow picks rather than one OR, so each walks the (mailing_id, state) index and
+    # Two narrow picks rather than one OR, so each walks the (mailing_id, state, id) index and
     # stops after `limit` rows instead of scanning the mailing's deliveries on every claim;
     # the stale one only runs when the due ones do not fill the batch.
     rows: list[sa.Row] = []

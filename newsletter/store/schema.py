@@ -232,7 +232,8 @@ deliveries = sa.Table(
     # One delivery per subscriber (so per address: theirs are unique), in the order the rows
     # are written, so the index grows at its end (migration 0010).
     sa.UniqueConstraint("mailing_id", "subscriber_id", name="uq_deliveries_mailing_subscriber"),
-    sa.Index("ix_deliveries_mailing_state", "mailing_id", "state"),
+    # A claim's pick: a mailing's due deliveries read in id order off the index (migration 0010).
+    sa.Index("ix_deliveries_mailing_state_id", "mailing_id", "state", "id"),
     sa.CheckConstraint(check_clause("state", DeliveryState), name="ck_deliveries_state"),
 )
 
