@@ -21,6 +21,11 @@ class RenderError(NewsletterError):
     """A template or a mailing could not be rendered."""
 
 
+class RecipientError(RenderError):
+    """One recipient's copy cannot be made (their address cannot go on the wire): that delivery
+    fails on its own; the mailing and every other copy carry on."""
+
+
 class TransportError(NewsletterError):
     """A message could not be handed to the transport.
 

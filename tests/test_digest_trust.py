@@ -4,6 +4,7 @@ and refuses it once a second From, Subject or other identity header is put above
 
 from __future__ import annotations
 
+import types
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -13,9 +14,13 @@ import pytest
 
 from newsletter.config import Config
 from newsletter.digest import MailingContent, MessageFactory, render_mailing
+from newsletter.digest import dkim as dkim_module
 from newsletter.recipients import Recipient
+from newsletter.send.smtp import SMTPTransport
+from newsletter.send.transport import Envelope
 from tests.support import dns, mailcheck
 from tests.support.digest import CREATED, brief, briefs, digest_config
+from tests.support.smtpd import SMTPServer
 
 KEY = "digest-trust-test-key-0123456789abcdef"
 ANA = Recipient(7, "ana@example.com", "Ana Pérez")
@@ -151,3 +156,27 @@ def test_mail_dkim_refuses_a_changed_body(cfg: Config, dkim_key: mailcheck.DkimK
                                          mail_dkim: mailcheck.MailDkim) -> None:
     raw = MessageFactory(signed(cfg, dkim_key), content(cfg, "daily-en")).build(ANA)
     assert mail_dkim.verify(raw.replace(b"Donate", b"Donat3", 1)).startswith("fail")
+
+
+def test_copies_sent_over_smtp_as_prepared_data_arrive_as_built_and_mail_dkim_verifies_them(
+        cfg: Config, dkim_key: mailcheck.DkimKey, ed_key: mailcheck.DkimKey, mail_dkim: mailcheck.MailDkim,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the send worker hands SMTP (`build_data`: stuffed once per mailing, per copy only the
+    reader's values) is, once the server has taken the dots back out, the copy `build` makes."""
+    monkeypatch.setattr(dkim_module, "time", types.SimpleNamespace(time=lambda: 1_790_000_000))
+    config = signed(cfg, dkim_key)
+    config = replace(config, dkim=replace(config.dkim, ed25519_selector=ed_key.selector,
+                                          ed25519_private_key_path=str(ed_key.path)))
+    factory = MessageFactory(config, content(config, "daily-en"))
+    readers = [Recipient(i, f"r{i}@example.com", name) for i, name in enumerate(
+        ["Ana Pérez", "." * 200, "y" * 70 + ".z", "名前 テスト", "x" * 68 + "." + "y" * 20])]
+    with SMTPServer() as server:
+        transport = SMTPTransport("127.0.0.1", server.port, ehlo_name="test.example.org")
+        results = transport.send([Envelope(factory.envelope_sender, r.email, key=str(r.id), data=factory.build_data(r))
+                                  for r in readers])
+        transport.close()
+    assert all(result.ok for result in results)
+    received = dict(server.recorder.messages)
+    for reader in readers:
+        assert received[reader.email] == factory.build(reader)
+        assert mail_dkim.verify(received[reader.email]) == "pass", reader

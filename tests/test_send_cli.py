@@ -20,7 +20,7 @@ from newsletter.store import open_store, schema, utcnow
 from newsletter.subscribers import suppress
 from tests.support.editions import add_brief
 from tests.support.cli import run_cli, run_json
-from tests.support.sending import add_subscribers, make_mailing, mailing, send_config, states
+from tests.support.sending import add_subscribers, delivery, make_mailing, mailing, send_config, states
 from tests.support.smtpd import Behaviour, SMTPServer
 
 ENV = {"NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdefghijkl"}
@@ -244,4 +244,27 @@ def test_to_before_any_mailing_sends_a_draft_of_the_next_one_and_stores_nothing(
     code, summary = run_json("send", "daily-en", config=path, env=ENV)
     assert code == 0 and summary["sent"] == 2
     assert mailing(engine, summary["mailing_id"]).subject == sent["subject"]
+    engine.dispose()
+
+
+def test_an_internationalised_address_gets_its_copy_and_one_that_needs_smtputf8_fails_alone(
+        tmp_path: Path, sqlite_url: str) -> None:
+    # Stored as the list keeps them (normalised, the domain in Unicode), as an older import could have.
+    stored = ["a@example.net", "ana@bücher.de", "josé@example.com", "b@example.net"]
+    with SMTPServer(Behaviour()) as server:
+        config, path = send_config(tmp_path, sqlite_url, kind="smtp", port=server.port, connections=1)
+        engine = open_store(sqlite_url)
+        mailing_id = make_mailing(config, engine, stored)
+        done = run_cli("send", "daily-en", config=path, env=ENV)
+    assert done.returncode == 0, done.stderr
+    assert "crashed" not in done.stderr
+    assert "sent 3, failed 1" in done.stdout
+    # The IDN domain travels in its ASCII (IDNA) form, in RCPT TO and in To.
+    assert sorted(server.recorder.recipients()) == ["a@example.net", "ana@xn--bcher-kva.de", "b@example.net"]
+    assert server.recorder.parsed("ana@xn--bcher-kva.de")["To"].endswith("<ana@xn--bcher-kva.de>")
+    assert states(engine, mailing_id) == {"a@example.net": "sent", "ana@bücher.de": "sent",
+                                          "josé@example.com": "failed", "b@example.net": "sent"}
+    failed = delivery(engine, mailing_id, "josé@example.com")
+    assert "SMTPUTF8" in failed.last_error and failed.attempts == 1
+    assert mailing(engine, mailing_id).status == "done"
     engine.dispose()

@@ -252,6 +252,10 @@ def test_bad_input_is_refused_with_a_clear_message(site: Served, store: sa.Engin
     client, csrf = form_session(site)
     response = client.post("/subscribe", data={"csrf": csrf, "email": "not an address", "consent": "yes"})
     assert response.status_code == 400 and "Enter a valid email address" in response.text
+    # Mail cannot reach an address with accents before the @ (no SMTPUTF8): said now, not never sent.
+    response = client.post("/subscribe", data={"csrf": csrf, "email": "josé@example.org", "consent": "yes"})
+    assert response.status_code == 400 and "accents or other special letters before the @" in response.text
+    assert subscriber(store, "josé@example.org") is None
     response = client.post("/subscribe", data={"csrf": csrf, "email": "ok@example.org"})
     assert response.status_code == 400 and "Tick the box" in response.text
     response = client.post("/subscribe", content=b"x" * (65 * 1024),

@@ -1,16 +1,23 @@
 """DKIM signatures (RFC 6376) for the messages we build, with OpenSSL doing the arithmetic.
 
-dkimpy signs in pure Python (about 7 ms a copy for RSA-2048); here the key is loaded once, the
-header list and tags are prepared once per mailing, and each copy costs one SHA-256 of its body,
-one of its signed headers and one RSA (or Ed25519, RFC 8463) signature through `cryptography`.
-Canonicalisation is relaxed for headers and simple for the body (dkimpy's default, which the
-verifiers we test against accept). Our own builder writes the messages, so parsing can assume
-what it writes: CRLF line ends, a blank line between headers and body.
+dkimpy signs in pure Python (about 7 ms a copy for RSA-2048); here a key is loaded once per
+process (`load_key` keeps what it loaded), the header list and tags are prepared once per mailing,
+and each copy costs one SHA-256 of its body, one of its signed headers and one RSA (or Ed25519,
+RFC 8463) signature through `cryptography`. Canonicalisation is relaxed for headers and simple for
+the body (dkimpy's default, which the verifiers we test against accept). Our own builder writes
+the messages, so parsing can assume what it writes: CRLF line ends, a blank line between headers
+and body.
+
+`sign` takes any such message. A builder that knows its headers in advance asks `header_plan` once
+for the canonical form of the fixed ones, fills in the few that change per copy (`relaxed_field`),
+hashes the body as it joins it, and calls `sign_canonical`: the same signature without parsing
+or canonicalising the common headers again for every copy.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import time
@@ -39,8 +46,13 @@ class SigningKey:
     key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 
+@functools.lru_cache(maxsize=8)
 def load_key(pem: bytes, algorithm: str, selector: str) -> SigningKey:
-    """A private key in PEM that signs `algorithm`; DkimKeyError with the reason otherwise."""
+    """A private key in PEM that signs `algorithm`; DkimKeyError with the reason otherwise.
+
+    Kept once loaded: a worker builds a message factory per copy of a mailing (per-reader copies
+    make hundreds), and parsing and checking an RSA key costs milliseconds each time.
+    """
     # `cryptography` (9 MB resident) is loaded with the first key: a send worker that does not sign
     # never carries it.
     from cryptography.hazmat.primitives import serialization
@@ -69,6 +81,12 @@ def relaxed_header(name: bytes, value: bytes) -> bytes:
     return name.strip().lower() + b":" + value + _CRLF
 
 
+def relaxed_field(field: bytes) -> bytes:
+    """`relaxed_header` of one whole field as a message carries it: b"Name: value\\r\\n", maybe folded."""
+    name, _, value = field[:-2].partition(b":")
+    return relaxed_header(name, value)
+
+
 def simple_body(body: bytes) -> bytes:
     """RFC 6376 section 3.4.3: the body with its trailing empty lines removed, ending in one CRLF."""
     end = len(body)
@@ -78,7 +96,7 @@ def simple_body(body: bytes) -> bytes:
     return body if body.endswith(_CRLF) else body + _CRLF
 
 
-def _headers(block: bytes) -> list[tuple[bytes, bytes]]:
+def header_fields(block: bytes) -> list[tuple[bytes, bytes]]:
     """(lower-case name, raw value with its folding) of each header field, in order."""
     fields: list[tuple[bytes, bytes]] = []
     for line in block.split(_CRLF):
@@ -111,8 +129,13 @@ class Signer:
 
     def sign(self, message: bytes, now: int | None = None) -> bytes:
         head, _, body = message.partition(_CRLF * 2)
-        body_hash = base64.b64encode(hashlib.sha256(simple_body(body)).digest()).decode()
-        canonical = self._signed_headers(_headers(head + _CRLF))
+        plan = self.header_plan(header_fields(head + _CRLF))
+        return self.sign_canonical(b"".join(plan), hashlib.sha256(simple_body(body)).digest(), now)  # type: ignore[arg-type]
+
+    def sign_canonical(self, canonical: bytes, body_digest: bytes, now: int | None = None) -> bytes:
+        """The DKIM-Signature fields for a message whose signed headers, in relaxed form and h=
+        order, are `canonical` (`header_plan`), and whose simple-canonical body has SHA-256 `body_digest`."""
+        body_hash = base64.b64encode(body_digest).decode()
         stamp = int(time.time()) if now is None else now
         out = []
         for key in self.keys:
@@ -126,15 +149,27 @@ class Signer:
             out.append(f"DKIM-Signature: {tags}{_fold(base64.b64encode(signature).decode())}\r\n".encode())
         return b"".join(out)
 
-    def _signed_headers(self, fields: list[tuple[bytes, bytes]]) -> bytes:
-        """The h= fields, each name taking its instances from the bottom up; a name listed more often
-        than it occurs (over-signing) contributes nothing, so an added copy breaks the signature."""
-        remaining: dict[bytes, list[bytes]] = {}
+    def header_plan(self, fields: list[tuple[bytes, bytes | int]]) -> list[bytes | int]:
+        """The h= fields of a message whose header `fields` are (lower-case name, raw value) in order,
+        canonical: each name takes its instances from the bottom up, and a name listed more often
+        than it occurs (over-signing) contributes nothing, so an added copy breaks the signature.
+
+        A value may be an int instead, a slot for a field filled per copy: the plan keeps it, and
+        the caller puts `relaxed_field` of that copy's field in its place. Adjacent bytes are joined.
+        """
+        remaining: dict[bytes, list[bytes | int]] = {}
         for name, value in fields:
             remaining.setdefault(name, []).append(value)
-        parts = []
+        plan: list[bytes | int] = []
         for name in self.names:
             values = remaining.get(name)
-            if values:
-                parts.append(relaxed_header(name, values.pop()))
-        return b"".join(parts)
+            if not values:
+                continue
+            value = values.pop()
+            if isinstance(value, int):
+                plan.append(value)
+            elif plan and isinstance(plan[-1], bytes):
+                plan[-1] += relaxed_header(name, value)
+            else:
+                plan.append(relaxed_header(name, value))
+        return plan

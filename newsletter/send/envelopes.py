@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from newsletter.digest import MessageFactory, MessageTemplate
-from newsletter.recipients import Recipient
+from newsletter.recipients import Recipient, wire_address
 from newsletter.send.transport import Envelope
 
 # Headers a provider writes itself from the call's fields (or must write, like its Message-ID).
@@ -31,8 +31,16 @@ def provider_envelope(factory: MessageFactory, template: MessageTemplate, recipi
                     variables=values, headers=headers)
 
 
-def envelope(factory: MessageFactory, template: MessageTemplate | None, recipient: Recipient, key: str) -> Envelope:
-    """The recipient's envelope: provider-style when a template is given, else the complete message."""
+def envelope(factory: MessageFactory, template: MessageTemplate | None, recipient: Recipient, key: str, *,
+             data: bool = False) -> Envelope:
+    """The recipient's envelope: provider-style when a template is given, else the complete message,
+    or with `data` (for a transport that `takes_data`) the message as SMTP's DATA only.
+    RecipientError when the recipient's address cannot go on the wire."""
+    if not recipient.email.isascii():
+        recipient = replace(recipient, email=wire_address(recipient.email))
     if template is not None:
         return provider_envelope(factory, template, recipient, key)
+    if data:
+        return Envelope(factory.envelope_sender, recipient.email, key=key, name=recipient.name,
+                        data=factory.build_data(recipient))
     return Envelope(factory.envelope_sender, recipient.email, factory.build(recipient), key=key, name=recipient.name)

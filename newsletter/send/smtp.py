@@ -68,6 +68,10 @@ def dot_stuff(message: bytes) -> bytes:
     return message + b".\r\n"
 
 
+def _data(envelope: Envelope) -> bytes:
+    return envelope.data or dot_stuff(envelope.message)
+
+
 class SMTPTransport:
     name = "smtp"
     personalises = False
@@ -75,6 +79,8 @@ class SMTPTransport:
     # `send` takes a whole batch (pipelined) and hears `stopping` between two messages: once it
     # is set, it finishes the message in flight and returns the results it has, fewer than asked.
     hears_stop = True
+    # Envelopes may carry their message as DATA already (`Envelope.data`), stuffed by the builder.
+    takes_data = True
 
     def __init__(self, host: str, port: int, *, ehlo_name: str, starttls: bool = False, implicit_tls: bool = False,
                  username: str = "", password: str = "", timeout: float = 30.0,
@@ -174,7 +180,7 @@ class SMTPTransport:
             if code not in accepted:
                 self._reset(conn)
                 return _refusal(envelope, code, reply, stage)
-        conn.send(dot_stuff(envelope.message))
+        conn.send(_data(envelope))
         code, reply = conn.getreply()
         if code != 250:
             if code == 421:
@@ -236,7 +242,7 @@ class SMTPTransport:
                 if self._conn is None:
                     return
                 continue
-            data, last = dot_stuff(envelope.message), envelope
+            data, last = _data(envelope), envelope
 
     def send(self, envelopes: Sequence[Envelope]) -> list[Result]:
         results: list[Result] = []

@@ -32,6 +32,10 @@ class Envelope:
     template: MessageTemplate | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The message as SMTP's DATA carries it (dot-stuffed, ending in the lone "."), for a transport
+    # that says `takes_data`; then `message` may be empty. Stuffing a 40 KB copy again for every
+    # reader costs more than joining pieces the builder stuffed once per mailing.
+    data: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from newsletter.bounces import verp
 from newsletter.config import Config
-from newsletter.errors import NewsletterError, TransportError
+from newsletter.errors import NewsletterError, RecipientError, TransportError
 from newsletter.send import ledger
 from newsletter.send.copies import CopyFactories
 from newsletter.send.envelopes import envelope
@@ -86,6 +86,7 @@ class Worker:
         # Providers take a batch in one call, and so does SMTP, which hears a stop between two
         # messages itself (it pipelines them); other message transports take one envelope at a
         # time, so a stop is heard between any two messages.
+        self.takes_data = getattr(self.transport, "takes_data", False)
         self.step = 1
         if self.transport.personalises:
             self.step = self.limit
@@ -99,10 +100,29 @@ class Worker:
 
     def envelope(self, c: Claimed) -> Envelope:
         factory, template = self.copies.get(c.content_key)
-        made = envelope(factory, template if self.transport.personalises else None, c.recipient, str(c.id))
+        made = envelope(factory, template if self.transport.personalises else None, c.recipient, str(c.id),
+                        data=self.takes_data)
         if self.return_path:
             made = replace(made, sender=verp.address(self.verp_key, self.return_path, c.id))
         return made
+
+    def envelopes(self, claimed: list[Claimed]) -> tuple[list[Claimed], list[Envelope]]:
+        """The claims whose copy could be made, and their envelopes. A recipient whose address
+        cannot go on the wire fails on their own, recorded here at once, so one such address
+        neither stops the mailing nor comes back after each lease; any other error (the
+        mailing's content, the DKIM key) concerns every copy and is raised."""
+        made: list[tuple[Claimed, Envelope]] = []
+        refused: list[tuple[Claimed, RecipientError]] = []
+        for c in claimed:
+            try:
+                made.append((c, self.envelope(c)))
+            except RecipientError as exc:
+                refused.append((c, exc))
+        if refused:
+            self.record([c for c, _ in refused],
+                        [Result(str(c.id), c.recipient.email, TransportError(str(exc), permanent=True))
+                         for c, exc in refused])
+        return [c for c, _ in made], [e for _, e in made]
 
     def pieces(self, envelopes: Sequence[Envelope], step: int) -> Iterator[tuple[int, Sequence[Envelope]]]:
         """(start, piece): at most `step` envelopes of one copy each, since a provider's call carries
@@ -159,7 +179,7 @@ class Worker:
                 continue
             claimed.sort(key=lambda c: (c.content_key or "", c.id))
             try:
-                envelopes = [self.envelope(c) for c in claimed]
+                claimed, envelopes = self.envelopes(claimed)
             except NewsletterError as exc:
                 with self.engine.begin() as conn:
                     ledger.release(conn, self.name, [c.id for c in claimed])

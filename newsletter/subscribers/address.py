@@ -9,6 +9,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import SubscriberError
+from newsletter.recipients import NEEDS_SMTPUTF8
 
 # The everyday address: an RFC 5322 dot-atom of ASCII characters before the @-sign and an ASCII
 # host name after it. email-validator accepts such an address exactly when it accepts its domain
@@ -72,3 +73,17 @@ def erased_key(address: str) -> str:
     it only has to answer "was this exact address erased?".
     """
     return "sha256:" + hashlib.sha256(address.casefold().encode("utf-8")).hexdigest()
+
+
+def needs_smtputf8(email: str) -> bool:
+    """True when a normalised address has characters outside ASCII before the @: mail to it
+    needs SMTPUTF8, which this job does not send (an internationalised domain is fine)."""
+    return not email.rpartition("@")[0].isascii()
+
+
+def subscribable(address: str) -> str:
+    """`normalise`, for an address joining the list: also refused when mail cannot reach it."""
+    email = normalise(address)
+    if needs_smtputf8(email):
+        raise SubscriberError(NEEDS_SMTPUTF8.format(email=repr(email)) + "; use an address written in ASCII")
+    return email

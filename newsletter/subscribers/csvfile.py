@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from newsletter.errors import SubscriberError
 from newsletter.store import schema, utcnow
-from newsletter.subscribers.address import normalise
+from newsletter.subscribers.address import subscribable
 from newsletter.subscribers.profile import STATUSES, Vocabulary, split_list
 from newsletter.subscribers.suppression import in_values, suppressed_among
 
@@ -110,7 +110,7 @@ class _Cells:
 
     def row(self, line: int, cells: dict[str, str]) -> ImportRow:
         columns, vocabulary = self.columns, self.vocabulary
-        email = normalise(cells.get("email", ""))
+        email = subscribable(cells.get("email", ""))
         language = vocabulary.language(cells.get("language", ""))
         values: dict[str, Any] = {"language": language} if "language" in columns else {}
         if "name" in columns:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from newsletter.errors import SubscriberError
 from newsletter.store import schema, utcnow
-from newsletter.subscribers.address import erased_key, normalise
+from newsletter.subscribers.address import erased_key, normalise, subscribable
 from newsletter.subscribers.profile import Profile
 from newsletter.subscribers.suppression import record_event, suppress, suppression_reason
 
@@ -83,7 +83,7 @@ def add(conn: sa.Connection, email: str, profile: Profile, consent: Consent, *, 
     Refused for an address that left, bounced, complained or was erased: only the person can
     come back, through the subscribe form.
     """
-    email = normalise(email)
+    email = subscribable(email)
     reason = suppression_reason(conn, email)
     if reason is not None:
         raise SubscriberError(f"{email} is suppressed ({reason}); it is never re-activated by an operator")

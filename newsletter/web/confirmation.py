@@ -21,7 +21,8 @@ import sqlalchemy as sa
 
 from newsletter import tokens
 from newsletter.config import Config
-from newsletter.errors import ConfigError, NewsletterError, TransportError
+from newsletter.errors import ConfigError, NewsletterError, RecipientError, TransportError
+from newsletter.recipients import wire_address
 from newsletter.store import utcnow
 from newsletter.subscribers import data_links, limits
 from newsletter.subscribers import requests as subscribe_requests
@@ -69,6 +70,11 @@ def build(config: Config, to: str, subject: str, text: str, html: str) -> bytes:
 def send(config: Config, to: str, subject: str, text: str, html: str, *, key: str) -> bool:
     """Hand the email to the configured transport; False (logged) when it was not accepted."""
     sender = envelope_sender(config.publication.sender)
+    try:
+        to = wire_address(to)
+    except RecipientError as exc:
+        log.error("confirmation email to a subscriber not sent: %s", exc)
+        return False
     try:
         transport = open_transport(config)
     except NewsletterError as exc:  # a transport config error (e.g. a missing API token) or a dead outbox

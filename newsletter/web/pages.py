@@ -30,7 +30,7 @@ from newsletter.errors import SubscriberError
 from newsletter.store import schema, utcnow
 from newsletter.subscribers import data_links, limits, registry
 from newsletter.subscribers import requests as subscribe_requests
-from newsletter.subscribers.address import normalise
+from newsletter.subscribers.address import needs_smtputf8, normalise
 from newsletter.subscribers.profile import Profile, Vocabulary
 from newsletter.web import choices
 from newsletter.web.confirmation import Mailer
@@ -250,6 +250,9 @@ class Pages:
             email = normalise(email_text)
         except SubscriberError:
             error = words["invalid_email"]
+        else:
+            if needs_smtputf8(email):
+                error = words["email_not_ascii"]
         try:
             profile = self.vocabulary.profile(name, newsletter_language, editions, countries)
         except SubscriberError:
