@@ -216,3 +216,47 @@ def test_a_file_that_turns_out_not_to_be_utf8_after_many_rows_imports_nothing(
     assert proc.returncode != 0
     assert "is not UTF-8 text" in proc.stderr and "nothing imported" in proc.stderr
     assert rows(store_url, schema.subscribers) == [] and rows(store_url, schema.consents) == []
+
+
+def test_an_update_replaces_only_the_columns_the_file_has_and_keeps_the_status_rules(
+        config: Path, store_url: str, tmp_path: Path) -> None:
+    """Rows are written set-based from a staged batch: what each kind of row does to the list."""
+    first = tmp_path / "first.csv"
+    first.write_text("email,name,language,editions,countries,status\n"
+                     "ann@example.org,Ann,en,daily-en,Colombia,active\n"
+                     "bea@example.org,Bea,es,weekly-es,,pending\n"
+                     "cy@example.org,Cy,en,,,active\n", encoding="utf-8")
+    assert run_json("subscribers", "import", str(first), config=config)[1]["added"] == 3
+    second = tmp_path / "second.csv"
+    second.write_text("email,status,consent_ip\n"
+                      "ann@example.org,pending,192.0.2.1\n"  # confirmed: not set back to pending
+                      "bea@example.org,active,192.0.2.2\n"
+                      "cy@example.org,unsubscribed,192.0.2.3\n"
+                      "new@example.org,,192.0.2.4\n"
+                      "next@example.org,pending,192.0.2.5\n", encoding="utf-8")
+    code, summary = run_json("subscribers", "import", str(second), config=config)
+    assert code == 0 and (summary["added"], summary["updated"], summary["kept_suppressed"]) == (2, 3, 0)
+    subscribers = {r.email: r for r in rows(store_url, schema.subscribers)}
+    ann, bea, cy = subscribers["ann@example.org"], subscribers["bea@example.org"], subscribers["cy@example.org"]
+    # Columns the second file lacks keep what the first one stored.
+    assert (ann.name, ann.language, ann.editions, ann.countries, ann.status) == \
+        ("Ann", "en", ["daily-en"], ["colombia"], "active")
+    assert (bea.name, bea.language, bea.editions, bea.status) == ("Bea", "es", ["weekly-es"], "active")
+    assert cy.status == "unsubscribed" and cy.unsubscribed_at is not None and ann.unsubscribed_at is None
+    assert ann.updated_at > ann.created_at
+    # New rows take ids in file order, each with one `import` consent record carrying its own fields;
+    # updated subscribers get none.
+    assert subscribers["new@example.org"].id < subscribers["next@example.org"].id
+    assert subscribers["new@example.org"].language == "en" and subscribers["next@example.org"].status == "pending"
+    consents = rows(store_url, schema.consents)
+    ids = {r.id: r.email for r in subscribers.values()}
+    assert sorted((ids[c.subscriber_id], c.action, c.ip, c.detail) for c in consents
+                  if c.ip is not None) == [("new@example.org", "import", "192.0.2.4", {"file": "second.csv"}),
+                                          ("next@example.org", "import", "192.0.2.5", {"file": "second.csv"})]
+    assert len(consents) == 5
+    assert {(s.email, s.reason) for s in rows(store_url, schema.suppressions)} == {("cy@example.org", "unsubscribed")}
+    # Left is left: a third file cannot bring cy back, and names the row as kept.
+    third = tmp_path / "third.csv"
+    third.write_text("email,name\ncy@example.org,Cy Again\n", encoding="utf-8")
+    assert run_json("subscribers", "import", str(third), config=config)[1]["kept_suppressed"] == 1
+    assert {r.email: r for r in rows(store_url, schema.subscribers)}["cy@example.org"].name == "Cy"
