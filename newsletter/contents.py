@@ -65,11 +65,12 @@ def render_copy(config: Config, edition: EditionConfig, briefs: list[Brief], *, 
 
 
 class Copies:
-    """Plans each group of readers' copy of one mailing being created, rendering each distinct set once."""
+    """Plans each group of readers' copy of one mailing being created, and renders each distinct
+    set of briefs once. Planning needs only the sets' keys, so the store can write the
+    deliveries while `render` makes the copies (in another thread: it touches no connection)."""
 
-    def __init__(self, conn: sa.Connection, config: Config, edition: EditionConfig, mailing_id: int,
-                 created_at: datetime, briefs: Sequence[Brief], book: LinkBook | None) -> None:
-        self._conn = conn
+    def __init__(self, config: Config, edition: EditionConfig, mailing_id: int, created_at: datetime,
+                 briefs: Sequence[Brief], book: LinkBook | None) -> None:
         self._config = config
         self._edition = edition
         self._mailing_id = mailing_id
@@ -78,16 +79,11 @@ class Copies:
         self._book = book
         self._whole = content_key(b.id for b in self._briefs if b.id is not None)
         self._by_countries: dict[frozenset[str], str | None] = {}
-        self._rendered: set[str] = set()
-
-    @property
-    def rendered(self) -> int:
-        """How many partial copies were rendered (the whole mailing not counted)."""
-        return len(self._rendered)
+        self._to_render: dict[str, list[Brief]] = {}
 
     def plans(self, groups: Iterable[Group]) -> list[Plan]:
-        """What each group of readers gets: their copy (rendered and stored the first time a set
-        of briefs is met), the whole mailing, or nothing (skipped, with the reason)."""
+        """What each group of readers gets: their copy (by its key; `render` makes it), the whole
+        mailing, or nothing (skipped, with the reason)."""
         return [self._plan(group) for group in groups]
 
     def _plan(self, group: Group) -> Plan:
@@ -107,16 +103,26 @@ class Copies:
         key = content_key(b.id for b in subset if b.id is not None)
         if key == self._whole:
             return None
-        if key not in self._rendered:
+        self._to_render.setdefault(key, subset)
+        return key
+
+    def render(self) -> list[dict[str, object]]:
+        """The `mailing_contents` rows of every copy the plans named, rendered (links added to
+        the mailing's book); no store access, so it may run beside the deliveries' insert."""
+        rows = []
+        for key, subset in self._to_render.items():
             rendered = render_copy(self._config, self._edition, subset, mailing_id=self._mailing_id,
                                    created_at=self._created_at, book=self._book)
-            self._conn.execute(schema.mailing_contents.insert().values(
-                mailing_id=self._mailing_id, key=key, brief_ids=[b.id for b in subset], subject=rendered.subject,
-                preheader=rendered.preheader, html=rendered.html, text=rendered.text,
-                content_hash=rendered.content_hash,
-            ))
-            self._rendered.add(key)
-        return key
+            rows.append(dict(mailing_id=self._mailing_id, key=key, brief_ids=[b.id for b in subset],
+                             subject=rendered.subject, preheader=rendered.preheader, html=rendered.html,
+                             text=rendered.text, content_hash=rendered.content_hash))
+        return rows
+
+
+def save(conn: sa.Connection, rows: list[dict[str, object]]) -> None:
+    """Freeze the rendered copies (`Copies.render`) in `mailing_contents`."""
+    if rows:
+        conn.execute(schema.mailing_contents.insert(), rows)
 
 
 def load(conn: sa.Connection, mailing: MailingContent, key: str | None) -> MailingContent:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -180,11 +181,15 @@ def _create(conn: sa.Connection, config: Config, edition: EditionConfig, slot: s
         )
     )
     # Each reader's copy: the briefs about their countries, each distinct set rendered once,
-    # decided per group of readers who chose alike; the store writes the deliveries itself.
-    copies = contents.Copies(conn, config, edition, mailing_id, now, selection.briefs, book)
+    # decided per group of readers who chose alike; the store writes the deliveries itself,
+    # meanwhile a thread renders the copies (the insert waits on the store, with the GIL free).
+    copies = contents.Copies(config, edition, mailing_id, now, selection.briefs, book)
     plans = copies.plans(groups(conn, edition))
-    with planned_rows(conn, edition, plans) as rows:
-        added = ledger.record_planned(conn, mailing_id, rows)
+    with ThreadPoolExecutor(1, thread_name_prefix=f"copies of mailing {mailing_id}") as renderer:
+        rendering = renderer.submit(copies.render)
+        with planned_rows(conn, edition, plans) as rows:
+            added = ledger.record_planned(conn, mailing_id, rows)
+        contents.save(conn, rendering.result())
     if book is not None:
         tracked_links.save(conn, book)
     return mailing_id, added

@@ -14,7 +14,7 @@ from newsletter.send import ledger
 from newsletter.send.ledger import Outcome
 from newsletter.store import schema, utcnow
 from newsletter.subscribers import suppress
-from tests.support.sending import make_mailing, send_config, states
+from tests.support.sending import add_subscribers, make_mailing, send_config, states
 
 LEASE = timedelta(minutes=5)
 
@@ -28,14 +28,19 @@ def test_deliveries_are_created_once_and_suppressed_addresses_say_so(tmp_path: P
                                                                       store_url: str) -> None:
     config, _ = send_config(tmp_path, store_url)
     mailing_id = make_mailing(config, engine, ["a@example.net", "b@example.net"])
+    add_subscribers(engine, ["c@example.net", "d@example.net"])
+    s = schema.subscribers
     with engine.begin() as conn:
         suppress(conn, "c@example.net", "complaint")
-        recipients = [Recipient(None, e) for e in ("a@example.net", "b@example.net", "c@example.net", "d@example.net")]
+        recipients = [Recipient(i, e) for i, e in conn.execute(sa.select(s.c.id, s.c.email).order_by(s.c.id))]
         added = ledger.create_deliveries(conn, mailing_id, recipients)
         again = ledger.create_deliveries(conn, mailing_id, recipients)
     assert (added, again) == (2, 0)
     assert states(engine, mailing_id) == {"a@example.net": "pending", "b@example.net": "pending",
                                           "c@example.net": "suppressed", "d@example.net": "pending"}
+    # A delivery is keyed by its subscriber: an address that is not one has none.
+    with pytest.raises(ValueError, match="one-off@example.net has no subscriber id"), engine.begin() as conn:
+        ledger.create_deliveries(conn, mailing_id, [Recipient(None, "one-off@example.net")])
 
 
 def test_a_claim_takes_each_delivery_once_and_a_stale_claim_is_retaken(tmp_path: Path, engine: sa.Engine,

@@ -87,7 +87,7 @@ def _by_message_id(conn: sa.Connection, key: bytes, message_id: str, failure: Fa
     if len(digest) < 16 or message_id_digest(key, mailing_id, str(subscriber_id))[: len(digest)] != digest:
         return None
     delivery_id = conn.execute(
-        sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.email == email).limit(1)
+        sa.select(d.c.id).where(d.c.mailing_id == mailing_id, d.c.subscriber_id == subscriber_id)
     ).scalar_one_or_none()
     return Target(email, failure, mailing_id, delivery_id)
 

@@ -81,7 +81,7 @@ def _chunks(items: Iterable[Recipient], size: int) -> Iterator[list[Recipient]]:
 
 
 def _insert(conn: sa.Connection) -> Callable[[], object]:
-    return lambda: dialect_insert(conn, d).on_conflict_do_nothing(index_elements=["mailing_id", "email"])
+    return lambda: dialect_insert(conn, d).on_conflict_do_nothing(index_elements=["mailing_id", "subscriber_id"])
 
 
 def count(conn: sa.Connection, mailing_id: int) -> dict[str, int]:
@@ -96,7 +96,8 @@ def count(conn: sa.Connection, mailing_id: int) -> dict[str, int]:
 def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable[Recipient]) -> int:
     """Record one delivery per recipient, once: running it again adds only the missing ones.
 
-    Addresses on the suppression list are recorded as `suppressed`, so the ledger says why
+    Recipients are subscribers: a delivery is keyed by its subscriber (migration 0010), so a
+    one-off address (no subscriber id) is refused. Addresses on the suppression list are recorded as `suppressed`, so the ledger says why
     they were not mailed. Streams the recipients in chunks, whatever the size of the list.
     Returns how many deliveries were added. A mailing's readers go through `record_planned`,
     which the store runs by itself; this is for lists made in Python.
@@ -104,6 +105,9 @@ def create_deliveries(conn: sa.Connection, mailing_id: int, recipients: Iterable
     before = conn.scalar(sa.select(sa.func.count()).select_from(d).where(d.c.mailing_id == mailing_id))
     insert = _insert(conn)
     for chunk in _chunks(recipients, INSERT_CHUNK):
+        if any(r.id is None for r in chunk):
+            raise ValueError(f"a delivery is for a subscriber: {next(r.email for r in chunk if r.id is None)} "
+                             "has no subscriber id (add them as a subscriber first)")
         blocked = suppressed_among(conn, [r.email for r in chunk])
         rows = [
             {"mailing_id": mailing_id, "subscriber_id": r.id, "email": r.email, "attempts": 0, "content_key": None,
@@ -177,7 +181,7 @@ def claim(conn: sa.Connection, mailing_id: int, worker: str, limit: int, now: da
     out (it crashed or lost the store). Deliveries whose address was suppressed since the
     mailing was created are marked suppressed here rather than sent.
     """
-    # Two narrow picks rather than one OR, so each walks the (mailing_id, state) index and
+    # Two narrow picks rather than one OR, so each walks the (mailing_id, state, id) index and
     # stops after `limit` rows instead of scanning the mailing's deliveries on every claim;
     # the stale one only runs when the due ones do not fill the batch.
     rows: list[sa.Row] = []

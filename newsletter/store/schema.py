@@ -229,8 +229,11 @@ deliveries = sa.Table(
     sa.Column("provider_message_id", sa.String(256)),
     # The copy it carries: a `mailing_contents` key, or NULL for the mailing's whole content.
     sa.Column("content_key", sa.String(32)),
-    sa.UniqueConstraint("mailing_id", "email", name="uq_deliveries_mailing_email"),
-    sa.Index("ix_deliveries_mailing_state", "mailing_id", "state"),
+    # One delivery per subscriber (so per address: theirs are unique), in the order the rows
+    # are written, so the index grows at its end (migration 0010).
+    sa.UniqueConstraint("mailing_id", "subscriber_id", name="uq_deliveries_mailing_subscriber"),
+    # A claim's pick: a mailing's due deliveries read in id order off the index (migration 0010).
+    sa.Index("ix_deliveries_mailing_state_id", "mailing_id", "state", "id"),
     sa.CheckConstraint(check_clause("state", DeliveryState), name="ck_deliveries_state"),
 )
 
