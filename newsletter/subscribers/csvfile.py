@@ -302,17 +302,12 @@ def import_rows(conn: sa.Connection, rows: Iterable[ImportRow | Invalid], source
 
 def _import(conn: sa.Connection, rows: Iterable[ImportRow | Invalid], source: str) -> ImportSummary:
     batches = _Batches(conn, source)
-    batch: list[ImportRow] = []
-    for item in rows:
-        if isinstance(item, Invalid):
-            batches.summary.invalid.append((item.line, item.reason))
-            continue
-        batch.append(item)
-        if len(batch) == _BATCH:
-            batches.write(batch)
-            batch = []
-    if batch:
-        batches.write(batch)
+    rows = iter(rows)
+    batch = batches.take(rows)
+    while batch:
+        batches.stage(batch)
+        with batches.writing():  # the store writes this batch while the next one is read
+            batch = batches.take(rows)
     for table in (_SEEN, _STAGED):
         table.drop(conn)
     batches.summary.invalid.sort()
@@ -326,12 +321,38 @@ class _Batches:
     def __init__(self, conn: sa.Connection, source: str) -> None:
         self.conn, self.source, self.now = conn, source, utcnow()
         self.summary = ImportSummary()
-        self.writes = _writes(source, self.now)
-        self.empty = sa.text(f"TRUNCATE {_STAGED.name}") if conn.dialect.name == "postgresql" else sa.delete(_STAGED)
+        empty = sa.text(f"TRUNCATE {_STAGED.name}") if conn.dialect.name == "postgresql" else sa.delete(_STAGED)
+        self.writes = [_driver_sql(conn.dialect, statement) for statement in (*_writes(source, self.now), empty)]
         self.json = _Encoder(conn.dialect, S.c.editions.type)
         self.time = _Encoder(conn.dialect, S.c.confirmed_at.type)
 
-    def write(self, batch: list[ImportRow]) -> None:
+    def take(self, rows: Iterator[ImportRow | Invalid]) -> list[ImportRow]:
+        """The next batch of valid rows read (empty at the end); invalid ones go to the summary."""
+        batch: list[ImportRow] = []
+        invalid = self.summary.invalid
+        for item in rows:
+            if isinstance(item, Invalid):
+                invalid.append((item.line, item.reason))
+                continue
+            batch.append(item)
+            if len(batch) == _BATCH:
+                break
+        return batch
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Write the staged batch. PostgreSQL's server works on it while the block runs (the
+        statements go out in pipeline mode and their results are awaited when the block ends),
+        so the client reads and checks the next batch meanwhile: the server's inserts took about
+        as long as the client's reading, and one waited for the other."""
+        driver = self.conn.connection.driver_connection
+        pipeline = driver.pipeline() if self.conn.dialect.name == "postgresql" else contextlib.nullcontext()
+        with contextlib.closing(driver.cursor()) as cursor, pipeline:
+            for sql, params in self.writes:
+                cursor.execute(sql, params)
+            yield
+
+    def stage(self, batch: list[ImportRow]) -> None:
         conn, summary, now, json_, time_ = self.conn, self.summary, self.now, self.json, self.time
         first_line: dict[str, int] = {}
         earlier = dict(_lookup(conn, "t.email, t.line", _SEEN.name, [r.email for r in batch]))
@@ -381,11 +402,9 @@ class _Batches:
                            unsubscribed_at, None, None, None, None))
             summary.updated += 1
         _insert(conn, _STAGED, _STAGED_NAMES, staged)
-        for statement in self.writes:
-            conn.execute(statement)
         if suppressions:
             conn.execute(sa.insert(schema.suppressions), suppressions)
-        conn.execute(self.empty)
+
 
 
 class _Encoder:
@@ -405,6 +424,17 @@ class _Encoder:
                 self.memo = {None: None}
             encoded = self.memo[value] = self.process(value)
         return encoded
+
+
+def _driver_sql(dialect: sa.Dialect, statement: sa.Executable) -> tuple[str, Any]:
+    """A statement as the driver takes it, its parameters encoded as SQLAlchemy would encode them:
+    the batch's writes go through the driver's own cursor (in pipeline mode on PostgreSQL)."""
+    compiled = statement.compile(dialect=dialect)
+    params = {}
+    for name, value in compiled.construct_params().items():
+        process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        params[name] = process(value) if process else value
+    return str(compiled), tuple(params[name] for name in compiled.positiontup or ()) if compiled.positional else params
 
 
 def _insert(conn: sa.Connection, table: sa.Table, names: tuple[str, ...], encoded: list[tuple[Any, ...]]) -> None:
