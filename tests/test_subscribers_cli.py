@@ -183,10 +183,11 @@ def test_a_large_file_streams_in_batches_and_names_a_repeat_from_an_earlier_batc
 
 
 def test_rows_are_written_while_the_file_is_still_being_read(store_url: str, tmp_path: Path) -> None:
-    """The import holds one batch, not the file: when the reader reaches the second batch's
-    rows, the first batch is already in the store (same transaction). Counted through the
-    driver's own cursor: on PostgreSQL the first batch's writes are then in flight in pipeline
-    mode, and a query sent after them sees them."""
+    """The import holds a few batches, not the file: it reads one batch ahead (checked while the
+    store writes the one before), so when the reader reaches the third batch's rows the first
+    batch is already in the store (same transaction). Counted through the driver's own cursor:
+    on PostgreSQL the store's writes are then in flight in pipeline mode, and a query sent after
+    them sees them."""
     engine = open_store(store_url)
     config = write_config(tmp_path, {**base_config(store_url), "editions": EDITIONS})
     vocabulary = Vocabulary(load(config))
@@ -194,8 +195,8 @@ def test_rows_are_written_while_the_file_is_still_being_read(store_url: str, tmp
 
     def lines(conn: sa.Connection) -> Iterator[str]:
         yield "email,name\n"
-        for i in range(2 * csvfile._BATCH):
-            if i == csvfile._BATCH + 10:
+        for i in range(3 * csvfile._BATCH):
+            if i == 2 * csvfile._BATCH + 10:
                 cursor = conn.connection.driver_connection.cursor()
                 cursor.execute(f"SELECT count(*) FROM {schema.subscribers.name}")
                 written_when_read.append(cursor.fetchone()[0])
@@ -207,8 +208,46 @@ def test_rows_are_written_while_the_file_is_still_being_read(store_url: str, tmp
             summary = csvfile.import_rows(conn, csvfile.read_rows(lines(conn), vocabulary), "gen.csv")
     finally:
         engine.dispose()
-    assert summary.added == 2 * csvfile._BATCH
+    assert summary.added == 3 * csvfile._BATCH
     assert written_when_read == [csvfile._BATCH]
+
+
+def test_a_repeat_in_the_next_batch_is_named_although_that_batch_was_checked_before_the_first_was_written(
+        config: Path, store_url: str, tmp_path: Path) -> None:
+    """The import looks up a batch before the one before it is written (the store writes while
+    the next batch is checked), so a repeat of an address from the batch just before is found in
+    memory: a new row, an update, a kept (suppressed) row and a leaving row, each repeated at the
+    start of the next batch, are reported by line and written once."""
+    existing = tmp_path / "existing.csv"
+    existing.write_text("email,status\nold@example.org,active\ngone@example.org,unsubscribed\n", encoding="utf-8")
+    assert run_json("subscribers", "import", str(existing), config=config)[1]["added"] == 2
+    size = csvfile._BATCH
+    emails = [f"reader{i}@example.org" for i in range(3 * size)]
+    statuses = [""] * (3 * size)
+    emails[0:4] = ["first@example.org", "old@example.org", "gone@example.org", "bye@example.org"]
+    statuses[3] = "unsubscribed"
+    emails[size:size + 5] = ["first@example.org", "old@example.org", "gone@example.org", "bye@example.org",
+                             "reader4@example.org"]
+    emails[2 * size:2 * size + 2] = [f"reader{size + 10}@example.org", "first@example.org"]
+    path = tmp_path / "three-batches.csv"
+    path.write_text("email,status\n" + "".join(f"{e},{s}\n" for e, s in zip(emails, statuses)), encoding="utf-8")
+    code, summary = run_json("subscribers", "import", str(path), config=config)
+    assert code == 1
+    line = size + 2  # the first row of the second batch (the header is line 1)
+    assert [(e["line"], e["reason"]) for e in summary["invalid"]] == [
+        (line, "first@example.org is already on line 2"), (line + 1, "old@example.org is already on line 3"),
+        (line + 2, "gone@example.org is already on line 4"), (line + 3, "bye@example.org is already on line 5"),
+        (line + 4, "reader4@example.org is already on line 6"),
+        (2 * size + 2, f"reader{size + 10}@example.org is already on line {size + 12}"),
+        (2 * size + 3, "first@example.org is already on line 2")]
+    assert (summary["added"], summary["updated"], summary["kept_suppressed"]) == (3 * size - 9, 1, 1)
+    subscribers = rows(store_url, schema.subscribers)
+    assert len(subscribers) == 2 + 3 * size - 9
+    by_email = {r.email: r for r in subscribers}
+    assert by_email["gone@example.org"].status == "unsubscribed" and by_email["bye@example.org"].status == "unsubscribed"
+    consents = rows(store_url, schema.consents)
+    assert len(consents) == len(subscribers) and len({c.subscriber_id for c in consents}) == len(subscribers)
+    assert {s.email for s in rows(store_url, schema.suppressions)} == {"gone@example.org", "bye@example.org"}
 
 
 def test_a_file_that_turns_out_not_to_be_utf8_after_many_rows_imports_nothing(

@@ -33,10 +33,10 @@ _REASON_FOR_STATUS = {"unsubscribed": "unsubscribed", "bounced": "hard_bounce", 
 _NEW_SUBSCRIBER = ("email", "name", "language", "editions", "countries", "status", "soft_bounces", "created_at",
                    "updated_at", "confirmed_at", "unsubscribed_at")
 _NEW_CONSENT = ("subscriber_id", "action", "at", "ip", "user_agent", "form_version", "confirmed_at", "detail")
-_BATCH = 5000
+_BATCH = 5000  # rows read, looked up and written together: memory is a few batches, round trips few
 _SQLITE_CACHE_KIB = 65536  # SQLite's page cache during an import (peak memory 154 MB at 1,000,000 rows)
 _REMEMBERED = 10_000  # distinct list and time cells remembered (then forgotten and learnt again)
-_MISSING = object()  # rows read, looked up and written together: memory is one batch, round trips few
+_MISSING = object()  # not remembered yet (None is a value)
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _QUOTE = "'"
@@ -274,7 +274,9 @@ def import_rows(conn: sa.Connection, rows: Iterable[ImportRow | Invalid], source
     An address that unsubscribed, bounced, complained or was erased keeps that state
     whatever the file says; a row saying unsubscribed/bounced/complained suppresses it.
     New subscribers get an `import` consent record with the file's consent fields. An address
-    already on an earlier line is invalid. Memory stays at one batch whatever the file's length.
+    already on an earlier line is invalid. Memory stays at three batches (one being written,
+    one checked, one read) whatever the file's length. `rows` must not use `conn`: on PostgreSQL
+    it is read while the connection is in pipeline mode.
     """
     if conn.dialect.name == "postgresql":
         # Rows written in this transaction have no statistics yet, so the planner takes a growing
@@ -303,20 +305,48 @@ def import_rows(conn: sa.Connection, rows: Iterable[ImportRow | Invalid], source
 def _import(conn: sa.Connection, rows: Iterable[ImportRow | Invalid], source: str) -> ImportSummary:
     batches = _Batches(conn, source)
     rows = iter(rows)
-    batch = batches.take(rows)
-    while batch:
-        batches.stage(batch)
-        with batches.writing():  # the store writes this batch while the next one is read
-            batch = batches.take(rows)
+    first = batches.take(rows)
+    batches.load(batches.check(first, batches.look_up(first)))
+    following = batches.take(rows)
+    while True:
+        # The next batch is looked up before the staged one is written: the writes only touch
+        # the staged batch's addresses, which the next batch's rows meet in memory (`check`).
+        # So the store writes one batch while the client checks the next and reads the one after.
+        found = batches.look_up(following)
+        with batches.writing():
+            checked = batches.check(following, found)
+            last = not following.rows
+            following = batches.take(rows)
+        batches.load(checked)
+        if last:
+            break
     for table in (_SEEN, _STAGED):
         table.drop(conn)
     batches.summary.invalid.sort()
     return batches.summary
 
 
+class _Batch(NamedTuple):
+    rows: list[ImportRow]
+    erased: dict[str, str]  # the rows' addresses by their erased key (what erasure leaves suppressed)
+
+
+class _Found(NamedTuple):
+    """What the store holds about a batch's addresses."""
+    earlier: dict[str, int]  # address: the file's line it was first on
+    existing: dict[str, tuple[int, str]]  # address: (subscriber id, status)
+    suppressed: set[str]
+
+
+class _Checked(NamedTuple):
+    staged: list[tuple[Any, ...]]  # the rows for `_STAGED`, encoded
+    suppressions: list[dict[str, Any]]
+
+
 class _Batches:
-    """Writes one import's batches: checks each row against the file's earlier lines, the list
-    and the suppressions, stages the batch, then writes it with `_writes`."""
+    """Writes one import's batches: reads a batch (`take`), looks its addresses up, checks each
+    row against the file's earlier lines, the list and the suppressions, stages the batch
+    (`load`), then writes it with `_writes`."""
 
     def __init__(self, conn: sa.Connection, source: str) -> None:
         self.conn, self.source, self.now = conn, source, utcnow()
@@ -325,8 +355,9 @@ class _Batches:
         self.writes = [_driver_sql(conn.dialect, statement) for statement in (*_writes(source, self.now), empty)]
         self.json = _Encoder(conn.dialect, S.c.editions.type)
         self.time = _Encoder(conn.dialect, S.c.confirmed_at.type)
+        self.previous: dict[str, int] = {}  # the last checked batch's addresses and lines, not yet written
 
-    def take(self, rows: Iterator[ImportRow | Invalid]) -> list[ImportRow]:
+    def take(self, rows: Iterator[ImportRow | Invalid]) -> _Batch:
         """The next batch of valid rows read (empty at the end); invalid ones go to the summary."""
         batch: list[ImportRow] = []
         invalid = self.summary.invalid
@@ -337,14 +368,23 @@ class _Batches:
             batch.append(item)
             if len(batch) == _BATCH:
                 break
-        return batch
+        return _Batch(batch, {erased_key(r.email): r.email for r in batch})
+
+    def look_up(self, batch: _Batch) -> _Found:
+        conn, erased = self.conn, batch.erased
+        emails = [r.email for r in batch.rows]
+        return _Found(
+            dict(_lookup(conn, "t.email, t.line", _SEEN.name, emails)),
+            {email: (sid, status) for sid, email, status in _lookup(conn, "t.id, t.email, t.status", S.name, emails)},
+            {erased.get(email, email) for (email,) in _lookup(conn, "t.email", schema.suppressions.name,
+                                                               emails + list(erased))})
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """Write the staged batch. PostgreSQL's server works on it while the block runs (the
+        """Write the staged batch (if any). PostgreSQL's server works on it while the block runs (the
         statements go out in pipeline mode and their results are awaited when the block ends),
-        so the client reads and checks the next batch meanwhile: the server's inserts took about
-        as long as the client's reading, and one waited for the other."""
+        so the client checks and reads the next batches meanwhile: the server's inserts took
+        about as long as the client's work, and one waited for the other."""
         driver = self.conn.connection.driver_connection
         pipeline = driver.pipeline() if self.conn.dialect.name == "postgresql" else contextlib.nullcontext()
         with contextlib.closing(driver.cursor()) as cursor, pipeline:
@@ -352,28 +392,22 @@ class _Batches:
                 cursor.execute(sql, params)
             yield
 
-    def stage(self, batch: list[ImportRow]) -> None:
-        conn, summary, now, json_, time_ = self.conn, self.summary, self.now, self.json, self.time
-        first_line: dict[str, int] = {}
-        earlier = dict(_lookup(conn, "t.email, t.line", _SEEN.name, [r.email for r in batch]))
-        rows: list[ImportRow] = []
-        for row in batch:
-            line = earlier.get(row.email) or first_line.get(row.email)
+    def check(self, batch: _Batch, found: _Found) -> _Checked:
+        """The batch's rows as they are to be staged (new, update or keep), each checked against
+        the file's earlier lines (in the store, or in the previous batch, not yet written), the
+        list and the suppressions; the summary counts them."""
+        summary, now, json_, time_ = self.summary, self.now, self.json, self.time
+        earlier, existing, suppressed = found
+        previous, first_line = self.previous, {}
+        staged: list[tuple[Any, ...]] = []
+        suppressions: list[dict[str, Any]] = []
+        now_text = time_(now)
+        for row in batch.rows:
+            line = earlier.get(row.email) or previous.get(row.email) or first_line.get(row.email)
             if line is not None:
                 summary.invalid.append((row.line, f"{row.email} is already on line {line}"))
                 continue
             first_line[row.email] = row.line
-            rows.append(row)
-        emails = [r.email for r in rows]
-        existing = {email: (sid, status) for sid, email, status
-                    in _lookup(conn, "t.id, t.email, t.status", S.name, emails)}
-        erased = {erased_key(e): e for e in emails}
-        suppressed = {erased.get(email, email) for (email,)
-                      in _lookup(conn, "t.email", schema.suppressions.name, emails + list(erased))}
-        staged: list[tuple[Any, ...]] = []
-        suppressions: list[dict[str, Any]] = []
-        now_text = time_(now)
-        for row in rows:
             status = row.values["status"]
             leaving = status in _REASON_FOR_STATUS
             current = existing.get(row.email)
@@ -401,10 +435,15 @@ class _Batches:
                            json_(values.get("editions")), json_(values.get("countries")), status, None,
                            unsubscribed_at, None, None, None, None))
             summary.updated += 1
-        _insert(conn, _STAGED, _STAGED_NAMES, staged)
-        if suppressions:
-            conn.execute(sa.insert(schema.suppressions), suppressions)
+        self.previous = first_line
+        return _Checked(staged, suppressions)
 
+    def load(self, checked: _Checked) -> None:
+        """Stage a checked batch for `writing` (after the previous batch is written)."""
+        if checked.staged:
+            _insert(self.conn, _STAGED, _STAGED_NAMES, checked.staged)
+        if checked.suppressions:
+            self.conn.execute(sa.insert(schema.suppressions), checked.suppressions)
 
 
 class _Encoder:
