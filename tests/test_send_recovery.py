@@ -119,6 +119,51 @@ def test_kill_9_of_the_group_then_an_immediate_resume_sends_everyone_once_but_th
     engine.dispose()
 
 
+def _send_workers(pid: int) -> list[int]:
+    """The command's send worker processes (multiprocessing's spawned children)."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_killed_alone_leaves_its_batch_to_the_other_within_the_lease(tmp_path: Path, store_url: str) -> None:
+    """The command renews its workers' claims; once one worker dies, its claims must stop being
+    renewed, or the other worker would wait for them for ever. The survivor takes them over
+    after one lease and finishes the mailing in the same run, which then says a worker died."""
+    n = 80
+    with SMTPServer(Behaviour(delay=0.03)) as server:
+        config, path = send_config(tmp_path, store_url, kind="smtp", port=server.port, connections=CONNECTIONS,
+                                   batch_size=BATCH, claim_lease_seconds=LEASE_SECONDS,
+                                   timeout_seconds=TIMEOUT_SECONDS)
+        engine = open_store(store_url)
+        mailing_id = make_mailing(config, engine, emails(n))
+        proc = start_send(path, "--resume")
+        workers: list[int] = []
+
+        def two_workers_sending() -> bool:
+            workers[:] = _send_workers(proc.pid)
+            return len(workers) == 2 and len(server.recorder.messages) >= 3
+        wait_for(two_workers_sending)
+        os.kill(workers[0], signal.SIGKILL)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail("the surviving worker never got the dead one's claims back: the send hung")
+    assert proc.returncode != 0, (out, err)
+    assert "1 send worker(s) died" in err and "--resume" in err, err
+    counts = collections.Counter(server.recorder.recipients())
+    assert set(counts) == set(emails(n))
+    assert sum(c - 1 for c in counts.values()) <= BATCH
+    assert set(states(engine, mailing_id).values()) == {"sent"}
+    assert mailing(engine, mailing_id).status == "done"
+    engine.dispose()
+
+
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_finishes_the_message_in_flight_records_it_and_gives_the_rest_back(
         tmp_path: Path, store_url: str, how: signal.Signals) -> None:
