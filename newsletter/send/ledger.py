@@ -214,8 +214,9 @@ def unfinished_page(conn: sa.Connection, mailing_id: int, after_id: int, limit: 
 
 
 @functools.lru_cache(maxsize=None)
-def _record_statement(state: DeliveryState) -> sa.Update:
-    """What recording one kind of outcome writes, built once (SQLAlchemy then reuses its compiled SQL)."""
+def _record_statement(state: DeliveryState, together: bool) -> sa.Update:
+    """What recording one kind of outcome writes, built once (SQLAlchemy then reuses its compiled
+    SQL): for one delivery a row (`b_id`), or `together` for all those of a list (`b_ids`)."""
     common = {"claimed_by": None, "claimed_at": None, "attempts": d.c.attempts + 1}
     values = {
         DeliveryState.SENT: {**common, "state": DeliveryState.SENT, "sent_at": sa.bindparam("b_now"),
@@ -225,25 +226,32 @@ def _record_statement(state: DeliveryState) -> sa.Update:
                                 "next_attempt_at": sa.bindparam("b_next")},
         DeliveryState.SUPPRESSED: {"claimed_by": None, "claimed_at": None, "state": DeliveryState.SUPPRESSED},
     }
-    return (sa.update(d).where(d.c.id == sa.bindparam("b_id"), d.c.state == DeliveryState.SENDING,
-                               d.c.claimed_by == sa.bindparam("b_worker")).values(**values[state]))
+    which = d.c.id.in_(sa.bindparam("b_ids", expanding=True)) if together else d.c.id == sa.bindparam("b_id")
+    return (sa.update(d).where(which, d.c.state == DeliveryState.SENDING, d.c.claimed_by == sa.bindparam("b_worker"))
+            .values(**values[state]))
 
 
 def record(conn: sa.Connection, worker: str, outcomes: Sequence[Outcome], now: datetime) -> int:
-    """Write what the transport said, one statement per kind of outcome; returns how many rows it wrote.
+    """Write what the transport said; returns how many rows it wrote. Outcomes that write the
+    same values (a batch's sent copies, most often the whole batch) go in one statement; the
+    others, one statement per kind of outcome with a row each.
 
     Only the deliveries `worker` still holds are written: one whose claim expired and was taken
     over belongs to its new claimer, and was in doubt from the moment the claim was lost.
     """
-    by_state: dict[DeliveryState, list[dict[str, object]]] = {}
+    alike: dict[tuple[DeliveryState, str | None, datetime | None, str | None], list[int]] = {}
     for o in outcomes:
-        by_state.setdefault(o.state, []).append({
-            "b_id": o.delivery_id, "b_error": o.error, "b_next": o.next_attempt_at,
-            "b_pmid": o.provider_message_id, "b_worker": worker, "b_now": now,
-        })
+        alike.setdefault((o.state, o.error, o.next_attempt_at, o.provider_message_id), []).append(o.delivery_id)
+    by_state: dict[DeliveryState, list[dict[str, object]]] = {}
     written = 0
-    for state, params in by_state.items():
-        written += conn.execute(_record_statement(state), params).rowcount
+    for (state, error, next_at, pmid), ids in alike.items():
+        params = {"b_error": error, "b_next": next_at, "b_pmid": pmid, "b_worker": worker, "b_now": now}
+        if len(ids) > 1:
+            written += conn.execute(_record_statement(state, True), {**params, "b_ids": ids}).rowcount
+        else:
+            by_state.setdefault(state, []).append({**params, "b_id": ids[0]})
+    for state, rows in by_state.items():
+        written += conn.execute(_record_statement(state, False), rows).rowcount
     if written < len(outcomes):
         log.warning("claims lost before their outcome was recorded",
                     extra={"worker": worker, "outcomes": len(outcomes), "recorded": written})
