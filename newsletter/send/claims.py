@@ -95,8 +95,9 @@ class LedgerBroke(RuntimeError):
 class LedgerLink:
     """A worker thread's end of its pipe to its clerk: each call is one request and its answer.
 
-    Not shared between threads: each connection's thread has its own link (and its clerk its own
-    claimer name, so the claims stay per connection as the in-doubt window is counted)."""
+    Each connection's thread has its own link (and its clerk its own claimer name, so claims stay
+    per connection as the in-doubt window is counted); a process's link for copies is shared by
+    its threads, which the lock keeps to one request at a time."""
 
     def __init__(self, pipe: Connection) -> None:
         self._pipe = pipe
