@@ -190,7 +190,7 @@ def operator_rate(folder: Path, messages: int, runs: int, signed: bool) -> None:
               f"{seconds:.1f} s; the send itself {summary['duration_seconds']:.1f} s); smtp-source {before:,.0f} before, "
               f"{after:,.0f} after; ratio {ours / theirs:.2f}x; peak RSS {watch.peak_total / 2**20:.0f} MB together "
               f"(command {watch.peak_root / 2**20:.0f} MB, largest worker {watch.peak_one / 2**20:.0f} MB); "
-              f"{load_before} before, {load_after} after")
+              f"{watch.cpu_split()}; {load_before} before, {load_after} after")
     print(f"  ratio {min(ratios):.2f}x to {max(ratios):.2f}x over {runs} run(s)")
 
 
@@ -233,6 +233,7 @@ class RSSWatch:
         self.peak_one = 0  # the largest descendant
         self.peak_root_sending = 0  # the root while its workers ran
         self.peaks: dict[int, int] = {}  # each worker's peak, by pid
+        self.cpu: dict[int, float] = {}  # CPU seconds by pid (the root's and each worker's), last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -247,12 +248,20 @@ class RSSWatch:
             root = sample.rss(self.root)
             for pid, size in workers.items():
                 self.peaks[pid] = max(self.peaks.get(pid, 0), size)
+            for pid in [self.root, *workers]:
+                self.cpu[pid] = max(self.cpu.get(pid, 0.0), sample.cpu_seconds(pid))
             if sizes:
                 self.peak_root_sending = max(self.peak_root_sending, root)
             self.peak_root = max(self.peak_root, root)
             self.peak_workers = max(self.peak_workers, sum(sizes))
             self.peak_total = max(self.peak_total, root + sum(sizes))
             self.peak_one = max(self.peak_one, max(sizes, default=0))
+
+    def cpu_split(self) -> str:
+        """The CPU seconds of the command and of its workers, as last seen (a worker's last 50 ms
+        may be missed)."""
+        workers = sum(seconds for pid, seconds in self.cpu.items() if pid != self.root)
+        return f"CPU {self.cpu.get(self.root, 0.0):.1f} s in the command, {workers:.1f} s in the workers"
 
     def __enter__(self) -> "RSSWatch":
         self._thread.start()

@@ -21,7 +21,8 @@ from newsletter import briefs as briefs_module
 from newsletter.briefs import Brief
 from newsletter.config import Config, EditionConfig
 from newsletter.digest import MailingContent, RenderedMailing, render_mailing
-from newsletter.errors import NewsletterError, RenderError
+from newsletter.errors import NewsletterError
+from newsletter.send import ledger
 from newsletter.states import DeliveryState
 from newsletter.store import schema
 from newsletter.subscribers.audience import Group, Plan
@@ -125,21 +126,6 @@ def save(conn: sa.Connection, rows: list[dict[str, object]]) -> None:
         conn.execute(schema.mailing_contents.insert(), rows)
 
 
-def load(conn: sa.Connection, mailing: MailingContent, key: str | None) -> MailingContent:
-    """The copy `key` of a mailing (the mailing itself for None), ready for a MessageFactory."""
-    if key is None:
-        return mailing
-    mc = schema.mailing_contents
-    row = conn.execute(sa.select(mc).where(mc.c.mailing_id == mailing.id, mc.c.key == key)).first()
-    if row is None:
-        raise RenderError(f"mailing {mailing.id} has no copy {key!r} in mailing_contents")
-    return MailingContent(
-        id=mailing.id, edition=mailing.edition, language=mailing.language, subject=row.subject,
-        preheader=row.preheader, html=row.html, text=row.text, content_hash=row.content_hash,
-        created_at=mailing.created_at, brief_ids=tuple(row.brief_ids),
-    )
-
-
 class NothingForReader(NewsletterError):
     """The reader gets no copy of this mailing: none of its briefs is about their countries."""
 
@@ -155,7 +141,7 @@ def reader_copy(conn: sa.Connection, config: Config, edition: EditionConfig, mai
         if row is not None:
             if row.state == "skipped":
                 raise NothingForReader(f"mailing {mailing.id} has nothing for this subscriber: {row.last_error}")
-            return load(conn, mailing, row.content_key)
+            return ledger.stored_copy(conn, mailing, row.content_key)
     name = f"mailing {mailing.id}" if mailing.id is not None else "the next mailing"
     whole = briefs_module.by_ids(conn, list(mailing.brief_ids))
     subset = briefs_for(whole, countries)
@@ -166,7 +152,7 @@ def reader_copy(conn: sa.Connection, config: Config, edition: EditionConfig, mai
     key = content_key(b.id for b in subset if b.id is not None)
     mc = schema.mailing_contents
     if conn.scalar(sa.select(mc.c.key).where(mc.c.mailing_id == mailing.id, mc.c.key == key)) is not None:
-        return load(conn, mailing, key)
+        return ledger.stored_copy(conn, mailing, key)
     rendered = render_mailing(config, edition, subset, mailing_id=mailing.id, created_at=mailing.created_at)
     return MailingContent(
         id=mailing.id, edition=mailing.edition, language=mailing.language, subject=rendered.subject,

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from newsletter.recipients import Recipient
 from newsletter.send import ledger
-from newsletter.send.ledger import Outcome
+from newsletter.send.claims import Outcome, worker_name
 from newsletter.store import schema, utcnow
 from newsletter.subscribers import suppress
 from tests.support.sending import add_subscribers, make_mailing, send_config, states
@@ -69,7 +69,7 @@ def test_a_retry_waits_for_its_time(tmp_path: Path, engine: sa.Engine, store_url
     config, _ = send_config(tmp_path, store_url)
     mailing_id = make_mailing(config, engine, ["a@example.net", "b@example.net"])
     now = utcnow()
-    worker = ledger.worker_name("x")
+    worker = worker_name("x")
     with engine.begin() as conn:
         a, b = ledger.claim(conn, mailing_id, worker, 2, now, LEASE)
         ledger.record(conn, worker, [Outcome(a.id, "pending", "451 later", next_attempt_at=now + timedelta(seconds=60)),
@@ -85,13 +85,13 @@ def test_a_beating_worker_keeps_its_claims_and_a_silent_one_loses_them_within_on
     config, _ = send_config(tmp_path, store_url)
     mailing_id = make_mailing(config, engine, [f"r{i}@example.net" for i in range(4)])
     lease = timedelta(seconds=1.2)
-    alive, dead = ledger.worker_name("alive"), ledger.worker_name("dead")
+    alive, dead = worker_name("alive"), worker_name("dead")
     with engine.begin() as conn:
         kept = ledger.claim(conn, mailing_id, alive, 2, utcnow(), lease)
         lost = ledger.claim(conn, mailing_id, dead, 2, utcnow(), lease)
     # Names are unique even for one label in one process: liveness never rests on host or pid.
-    assert ledger.worker_name("alive") != alive
-    with ledger.heartbeat(engine, mailing_id, [alive], lease):
+    assert worker_name("alive") != alive
+    with ledger.heartbeat(engine, mailing_id, lambda: [alive], lease):
         time.sleep(3 * lease.total_seconds())
         with engine.begin() as conn:
             retaken = ledger.claim(conn, mailing_id, "resume", 10, utcnow(), lease)

@@ -73,6 +73,16 @@ def group_gone(pgid: int) -> bool:
     return False
 
 
+def _sending(tmp_path: Path, store_url: str, port: int, n: int) -> tuple[sa.Engine, int, Path, subprocess.Popen[str]]:
+    """A mailing to `n` readers and `newsletter send --resume` started on it, sending to `port`
+    over CONNECTIONS connections in batches of BATCH: (store, mailing id, config, the command)."""
+    config, path = send_config(tmp_path, store_url, kind="smtp", port=port, connections=CONNECTIONS,
+                               batch_size=BATCH, claim_lease_seconds=LEASE_SECONDS, timeout_seconds=TIMEOUT_SECONDS)
+    engine = open_store(store_url)
+    mailing_id = make_mailing(config, engine, emails(n))
+    return engine, mailing_id, path, start_send(path, "--resume")
+
+
 @pytest.mark.parametrize("moment", ["before-first-claim", "mid-batch", "after-a-record", "random"])
 def test_kill_9_of_the_group_then_an_immediate_resume_sends_everyone_once_but_the_window(
         tmp_path: Path, store_url: str, moment: str) -> None:
@@ -80,13 +90,8 @@ def test_kill_9_of_the_group_then_an_immediate_resume_sends_everyone_once_but_th
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     with SMTPServer(Behaviour(delay=0.03)) as server:
-        config, path = send_config(tmp_path, store_url, kind="smtp", port=server.port, connections=CONNECTIONS,
-                                   batch_size=BATCH, claim_lease_seconds=LEASE_SECONDS,
-                                   timeout_seconds=TIMEOUT_SECONDS)
-        engine = open_store(store_url)
-        mailing_id = make_mailing(config, engine, emails(n))
+        engine, mailing_id, path, proc = _sending(tmp_path, store_url, server.port, n)
         received = server.recorder.messages
-        proc = start_send(path, "--resume")
         if moment == "before-first-claim":
             time.sleep(rng.uniform(0.0, 0.3))
         elif moment == "mid-batch":
@@ -119,17 +124,52 @@ def test_kill_9_of_the_group_then_an_immediate_resume_sends_everyone_once_but_th
     engine.dispose()
 
 
+def _send_workers(pid: int) -> list[int]:
+    """The command's send worker processes (multiprocessing's spawned children)."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_killed_alone_leaves_its_batch_to_the_other_within_the_lease(tmp_path: Path, store_url: str) -> None:
+    """The command renews its workers' claims; once one worker dies, its claims must stop being
+    renewed, or the other worker would wait for them for ever. The survivor takes them over
+    after one lease and finishes the mailing in the same run, which then says a worker died."""
+    n = 80
+    with SMTPServer(Behaviour(delay=0.03)) as server:
+        engine, mailing_id, _, proc = _sending(tmp_path, store_url, server.port, n)
+        workers: list[int] = []
+
+        def two_workers_sending() -> bool:
+            workers[:] = _send_workers(proc.pid)
+            return len(workers) == 2 and len(server.recorder.messages) >= 3
+        wait_for(two_workers_sending)
+        os.kill(workers[0], signal.SIGKILL)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail("the surviving worker never got the dead one's claims back: the send hung")
+    assert proc.returncode != 0, (out, err)
+    assert "1 send worker(s) died" in err and "--resume" in err, err
+    counts = collections.Counter(server.recorder.recipients())
+    assert set(counts) == set(emails(n))
+    assert sum(c - 1 for c in counts.values()) <= BATCH
+    assert set(states(engine, mailing_id).values()) == {"sent"}
+    assert mailing(engine, mailing_id).status == "done"
+    engine.dispose()
+
+
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_finishes_the_message_in_flight_records_it_and_gives_the_rest_back(
         tmp_path: Path, store_url: str, how: signal.Signals) -> None:
     n = 60
     with SMTPServer(Behaviour(delay=0.1)) as server:
-        config, path = send_config(tmp_path, store_url, kind="smtp", port=server.port, connections=CONNECTIONS,
-                                   batch_size=BATCH, claim_lease_seconds=LEASE_SECONDS,
-                                   timeout_seconds=TIMEOUT_SECONDS)
-        engine = open_store(store_url)
-        mailing_id = make_mailing(config, engine, emails(n))
-        proc = start_send(path, "--resume")
+        engine, mailing_id, path, proc = _sending(tmp_path, store_url, server.port, n)
         wait_for(lambda: len(server.recorder.messages) >= 7)
         if how == signal.SIGINT:
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group

@@ -1,16 +1,15 @@
 """Each copy of a mailing ready to build messages from: a MessageFactory per content key.
 
 A mailing's copies were rendered and frozen when it was created (`newsletter.contents`); a
-worker process loads each one the first time one of its deliveries needs it, and its threads
-share what was loaded, so a copy is prepared once per process however many readers get it.
+worker process loads each one the first time one of its deliveries needs it (through `load`: a
+worker asks its command, which reads the store), and its threads share what was loaded, so a
+copy is prepared once per process however many readers get it.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
-
-import sqlalchemy as sa
+from typing import Callable
 
 from newsletter.config import Config
 from newsletter.digest import MailingContent, MessageFactory
@@ -21,10 +20,11 @@ from newsletter.send.transport import MessageTemplate
 class CopyFactories:
     """`get(key)`: the factory of copy `key` (None: the whole mailing) and its provider template."""
 
-    def __init__(self, config: Config, engine: sa.Engine, mailing: Any, *, provider: bool) -> None:
+    def __init__(self, config: Config, mailing: MailingContent, load: Callable[[str], MailingContent], *,
+                 provider: bool) -> None:
         self._config = config
-        self._engine = engine
-        self._mailing = mailing if isinstance(mailing, MailingContent) else MailingContent.from_row(mailing)
+        self._mailing = mailing
+        self._load = load
         self._provider = provider
         self._lock = threading.Lock()
         self._ready: dict[str | None, tuple[MessageFactory, MessageTemplate | None]] = {}
@@ -44,11 +44,3 @@ class CopyFactories:
                 factory = MessageFactory(self._config, content)
                 self._ready[key] = (factory, provider_template(factory) if self._provider else None)
             return self._ready[key]
-
-    def _load(self, key: str) -> MailingContent:
-        # Here, not at the top: `contents` carries the renderer (Jinja2, MJML, lxml), which a
-        # worker sending the whole mailing never needs; a per-reader copy's loading does.
-        from newsletter import contents
-
-        with self._engine.connect() as conn:
-            return contents.load(conn, self._mailing, key)

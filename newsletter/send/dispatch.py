@@ -1,13 +1,15 @@
 """The dispatcher: start worker processes on a mailing, gather what they report, sum it up.
 
-The work itself is elsewhere: `send.worker` (the claim, hand over, record loop), `send.retry`
-(what an answer means), `send.envelopes` (what a transport takes), `send.dryrun`.
+The work itself is elsewhere: `send.worker` (the claim, hand over, record loop), `send.clerk`
+(the ledger's transactions, run in this process for the workers), `send.retry` (what an answer
+means), `send.envelopes` (what a transport takes), `send.dryrun`.
 
 What a crash can duplicate: a worker that dies after the transport accepted a batch and before
 the ledger recorded it leaves that batch `sending`; a resume sends it again. That window is one
 batch per connection: `Transport.batch_limit` messages (20 for SMTP, one API call for providers,
 capped by `[transport].batch_size`). Its claims expire `[transport].claim_lease_seconds` after
-the last heartbeat of its process, and any sender takes them back then.
+the last heartbeat that named them (the command stops renewing a worker's claims when its pipe
+closes, and beats for none once it is gone itself), and any sender takes them back then.
 
 A `Stop` (SIGTERM, Ctrl-C) winds the workers down: what they handed over is recorded, what they
 claimed and did not hand over is given back, and the summary says the send was stopped. A
@@ -26,13 +28,18 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from multiprocessing.connection import Connection
 from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
 from newsletter.config import Config
+from newsletter.digest.message import MailingContent
 from newsletter.errors import NewsletterError
 from newsletter.send import ledger
+from newsletter.send.claims import worker_name
+from newsletter.send.clerk import Clerk
 from newsletter.send.dryrun import render_remaining
 from newsletter.send.ratelimit import TokenBucket
 from newsletter.send.stop import Stop
@@ -122,6 +129,39 @@ def _spawn_ignoring_ctrl_c(processes: list[multiprocessing.process.BaseProcess])
             signal.signal(signal.SIGINT, previous)
 
 
+def _start_workers(ctx: Any, config: Config, engine: sa.Engine, mailing: MailingContent, worker: str,
+                   connections: int, shared: tuple[Any, Any, Any]) -> tuple[list[Any], list[Clerk]]:
+    """Start the worker processes, one per core at most (more only adds memory), with the
+    connections spread over them, and a clerk per connection (and per process, one for the
+    copies) serving them here. `shared` is (rate bucket, events, stopping) for every worker."""
+    n_processes = min(os.cpu_count() or 1, connections)
+    spec = WorkerSpec(config, mailing, os.getpid())
+    clerks: list[Clerk] = []
+    processes = []
+    theirs: list[Connection] = []
+    for i in range(n_processes):
+        links: list[tuple[str, Connection]] = []
+        for _ in range(connections // n_processes + (i < connections % n_processes)):
+            name = worker_name(f"{worker}-{len(clerks)}")
+            ours, end = ctx.Pipe()
+            clerks.append(Clerk(config, engine, mailing, name, ours))
+            links.append((name, end))
+        ours, copies_end = ctx.Pipe()
+        clerks.append(Clerk(config, engine, mailing, None, ours))
+        theirs += [end for _, end in links] + [copies_end]
+        processes.append(ctx.Process(target=worker_main, name=f"send-{i}", daemon=True,
+                                     args=(spec, links, copies_end, *shared)))
+    for clerk in clerks:
+        clerk.thread.start()
+    try:
+        _spawn_ignoring_ctrl_c(processes)
+    finally:
+        # The workers hold their ends now: a clerk hears its worker's death as the end of its pipe.
+        for end in theirs:
+            end.close()
+    return processes, clerks
+
+
 def send_mailing(config: Config, engine: sa.Engine, mailing_id: int, *, worker: str, dry_run: bool = False,
                  progress: Progress | None = None, stop: Stop | None = None) -> SendSummary:
     """Send a mailing's remaining deliveries and say what happened.
@@ -161,16 +201,9 @@ def send_mailing(config: Config, engine: sa.Engine, mailing_id: int, *, worker: 
         stopping = ctx.Event()
         per_connection = min(t.batch_size, batch_limit(t.kind))
         connections = max(1, min(t.connections, math.ceil(counts[DeliveryState.PENDING] / per_connection)))
-        # One process per core at most (more only adds memory); the connections are spread over them.
-        n_processes = min(os.cpu_count() or 1, connections)
-        spec = WorkerSpec(config, mailing_id, worker, os.getpid())
-        processes = [
-            ctx.Process(target=worker_main, name=f"send-{i}", daemon=True,
-                        args=(spec, connections // n_processes + (i < connections % n_processes), bucket, events,
-                              stopping))
-            for i in range(n_processes)
-        ]
-        _spawn_ignoring_ctrl_c(processes)
+        mailing = MailingContent.from_row(row)
+        processes, clerks = _start_workers(ctx, config, engine, mailing, worker, connections,
+                                           (bucket, events, stopping))
         tally = {"sent": 0, "failed": 0, "retried": 0}
         errors: list[str] = []
 
@@ -192,19 +225,23 @@ def send_mailing(config: Config, engine: sa.Engine, mailing_id: int, *, worker: 
                 errors.append(event[1])
 
         killed = False
-        while any(p.is_alive() for p in processes):
-            drain(0.2)
-            if not stop.requested:
-                continue
-            stopping.set()
-            if stop.at_once.is_set():
-                for p in processes:
-                    p.kill()
-                killed = True
-        while not events.empty():
-            drain(0.05)
-        for p in processes:
-            p.join()
+        lease = timedelta(seconds=t.claim_lease_seconds)
+        with ledger.heartbeat(engine, mailing_id, lambda: [c.name for c in clerks if c.name and c.serving], lease):
+            while any(p.is_alive() for p in processes):
+                drain(0.2)
+                if not stop.requested:
+                    continue
+                stopping.set()
+                if stop.at_once.is_set():
+                    for p in processes:
+                        p.kill()
+                    killed = True
+            while not events.empty():
+                drain(0.05)
+            for p in processes:
+                p.join()
+            for clerk in clerks:
+                clerk.thread.join()
         crashed = [] if killed else [p for p in processes if p.exitcode not in (0, None)]
     with engine.begin() as conn:
         ledger.finish_if_done(conn, mailing_id, utcnow())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from newsletter.config import Config
+from newsletter.digest import MailingContent
 from newsletter.send import ledger
 from newsletter.send.copies import CopyFactories
 
@@ -26,7 +27,13 @@ class DryRunCount:
 def render_remaining(config: Config, engine: sa.Engine, mailing_id: int) -> DryRunCount:
     """Build every remaining copy of the mailing (so a template error shows now) and count them."""
     with engine.connect() as conn:
-        copies = CopyFactories(config, engine, ledger.mailing(conn, mailing_id), provider=False)
+        mailing = MailingContent.from_row(ledger.mailing(conn, mailing_id))
+
+    def load(key: str) -> MailingContent:
+        with engine.connect() as conn:
+            return ledger.stored_copy(conn, mailing, key)
+
+    copies = CopyFactories(config, mailing, load, provider=False)
     would_send = suppressed = 0
     after = 0
     while True:

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import socket
 import threading
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,8 +29,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 
-from newsletter.errors import StoreError
+from newsletter.digest.message import MailingContent
+from newsletter.errors import RenderError, StoreError
 from newsletter.recipients import Recipient
+from newsletter.send.claims import Claimed, Outcome
 from newsletter.states import UNFINISHED, DeliveryState, MailingStatus
 from newsletter.store import schema, utcnow
 from newsletter.store.db import dialect_insert
@@ -48,30 +47,6 @@ SORT_MEMORY = "128MB"
 BEATS_PER_LEASE = 4
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A claimed delivery and who it goes to."""
-
-    id: int
-    attempts: int
-    recipient: Recipient
-    content_key: str | None = None  # which copy of the mailing (None: the whole mailing)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    delivery_id: int
-    state: DeliveryState  # SENT | FAILED | PENDING (retry later) | SUPPRESSED
-    error: str | None = None
-    next_attempt_at: datetime | None = None
-    provider_message_id: str | None = None
-
-
-def worker_name(label: str) -> str:
-    """A claimer's name, unique by its nonce; the host and pid in it are for operators to read only."""
-    return f"{label}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"[:128]
 
 
 def _chunks(items: Iterable[Recipient], size: int) -> Iterator[list[Recipient]]:
@@ -239,8 +214,9 @@ def unfinished_page(conn: sa.Connection, mailing_id: int, after_id: int, limit: 
 
 
 @functools.lru_cache(maxsize=None)
-def _record_statement(state: DeliveryState) -> sa.Update:
-    """What recording one kind of outcome writes, built once (SQLAlchemy then reuses its compiled SQL)."""
+def _record_statement(state: DeliveryState, together: bool) -> sa.Update:
+    """What recording one kind of outcome writes, built once (SQLAlchemy then reuses its compiled
+    SQL): for one delivery a row (`b_id`), or `together` for all those of a list (`b_ids`)."""
     common = {"claimed_by": None, "claimed_at": None, "attempts": d.c.attempts + 1}
     values = {
         DeliveryState.SENT: {**common, "state": DeliveryState.SENT, "sent_at": sa.bindparam("b_now"),
@@ -250,25 +226,32 @@ def _record_statement(state: DeliveryState) -> sa.Update:
                                 "next_attempt_at": sa.bindparam("b_next")},
         DeliveryState.SUPPRESSED: {"claimed_by": None, "claimed_at": None, "state": DeliveryState.SUPPRESSED},
     }
-    return (sa.update(d).where(d.c.id == sa.bindparam("b_id"), d.c.state == DeliveryState.SENDING,
-                               d.c.claimed_by == sa.bindparam("b_worker")).values(**values[state]))
+    which = d.c.id.in_(sa.bindparam("b_ids", expanding=True)) if together else d.c.id == sa.bindparam("b_id")
+    return (sa.update(d).where(which, d.c.state == DeliveryState.SENDING, d.c.claimed_by == sa.bindparam("b_worker"))
+            .values(**values[state]))
 
 
 def record(conn: sa.Connection, worker: str, outcomes: Sequence[Outcome], now: datetime) -> int:
-    """Write what the transport said, one statement per kind of outcome; returns how many rows it wrote.
+    """Write what the transport said; returns how many rows it wrote. Outcomes that write the
+    same values (a batch's sent copies, most often the whole batch) go in one statement; the
+    others, one statement per kind of outcome with a row each.
 
     Only the deliveries `worker` still holds are written: one whose claim expired and was taken
     over belongs to its new claimer, and was in doubt from the moment the claim was lost.
     """
-    by_state: dict[DeliveryState, list[dict[str, object]]] = {}
+    alike: dict[tuple[DeliveryState, str | None, datetime | None, str | None], list[int]] = {}
     for o in outcomes:
-        by_state.setdefault(o.state, []).append({
-            "b_id": o.delivery_id, "b_error": o.error, "b_next": o.next_attempt_at,
-            "b_pmid": o.provider_message_id, "b_worker": worker, "b_now": now,
-        })
+        alike.setdefault((o.state, o.error, o.next_attempt_at, o.provider_message_id), []).append(o.delivery_id)
+    by_state: dict[DeliveryState, list[dict[str, object]]] = {}
     written = 0
-    for state, params in by_state.items():
-        written += conn.execute(_record_statement(state), params).rowcount
+    for (state, error, next_at, pmid), ids in alike.items():
+        params = {"b_error": error, "b_next": next_at, "b_pmid": pmid, "b_worker": worker, "b_now": now}
+        if len(ids) > 1:
+            written += conn.execute(_record_statement(state, True), {**params, "b_ids": ids}).rowcount
+        else:
+            by_state.setdefault(state, []).append({**params, "b_id": ids[0]})
+    for state, rows in by_state.items():
+        written += conn.execute(_record_statement(state, False), rows).rowcount
     if written < len(outcomes):
         log.warning("claims lost before their outcome was recorded",
                     extra={"worker": worker, "outcomes": len(outcomes), "recorded": written})
@@ -283,21 +266,26 @@ def renew(conn: sa.Connection, mailing_id: int, workers: Sequence[str], now: dat
     ).rowcount
 
 
-def _beat(engine: sa.Engine, mailing_id: int, workers: Sequence[str], lease: timedelta,
+def _beat(engine: sa.Engine, mailing_id: int, workers: Callable[[], Sequence[str]], lease: timedelta,
           stop: threading.Event) -> None:
     while not stop.wait(lease.total_seconds() / BEATS_PER_LEASE):
+        names = workers()
+        if not names:
+            continue
         try:
             with engine.begin() as conn:
-                renew(conn, mailing_id, workers, utcnow())
+                renew(conn, mailing_id, names, utcnow())
         except sa.exc.DBAPIError as exc:
             # A busy or unreachable store: the next beat tries again, well before the lease runs out.
             log.warning("claim heartbeat failed", extra={"mailing_id": mailing_id, "detail": str(exc.orig)})
 
 
 @contextmanager
-def heartbeat(engine: sa.Engine, mailing_id: int, workers: Sequence[str], lease: timedelta) -> Iterator[None]:
-    """Keep the claims of `workers` alive while the block runs (a thread beating `BEATS_PER_LEASE`
-    times a lease); when the process dies, the beat stops with it and the claims expire."""
+def heartbeat(engine: sa.Engine, mailing_id: int, workers: Callable[[], Sequence[str]],
+              lease: timedelta) -> Iterator[None]:
+    """Keep the claims of the claimers `workers()` names at each beat alive while the block runs
+    (a thread beating `BEATS_PER_LEASE` times a lease): a claimer left out stops being renewed
+    and its claims expire; when the process dies, the beat stops with it and all of them expire."""
     stop = threading.Event()
     beat = threading.Thread(target=_beat, args=(engine, mailing_id, workers, lease, stop),
                             name=f"claims of mailing {mailing_id}", daemon=True)
@@ -307,8 +295,6 @@ def heartbeat(engine: sa.Engine, mailing_id: int, workers: Sequence[str], lease:
     finally:
         stop.set()
         beat.join()
-
-
 
 
 def next_retry(conn: sa.Connection, mailing_id: int) -> datetime | None:
@@ -333,6 +319,22 @@ def mailing(conn: sa.Connection, mailing_id: int) -> sa.Row:
     if row is None:
         raise StoreError(f"no mailing with id {mailing_id} in the store")
     return row
+
+
+def stored_copy(conn: sa.Connection, mailing: MailingContent, key: str | None) -> MailingContent:
+    """The copy `key` of a mailing as it was frozen when the mailing was created (the mailing
+    itself for None), ready for a MessageFactory."""
+    if key is None:
+        return mailing
+    mc = schema.mailing_contents
+    row = conn.execute(sa.select(mc).where(mc.c.mailing_id == mailing.id, mc.c.key == key)).first()
+    if row is None:
+        raise RenderError(f"mailing {mailing.id} has no copy {key!r} in mailing_contents")
+    return MailingContent(
+        id=mailing.id, edition=mailing.edition, language=mailing.language, subject=row.subject,
+        preheader=row.preheader, html=row.html, text=row.text, content_hash=row.content_hash,
+        created_at=mailing.created_at, brief_ids=tuple(row.brief_ids),
+    )
 
 
 def status(conn: sa.Connection, mailing_id: int) -> str | None:

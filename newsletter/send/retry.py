@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
 from newsletter.config import Config
-from newsletter.send.ledger import Claimed, Outcome
+from newsletter.send.claims import Claimed, Outcome
 from newsletter.send.transport import Result
 from newsletter.states import DeliveryState
 

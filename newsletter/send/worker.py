@@ -1,12 +1,14 @@
 """The send worker: a process of a few threads, each a loop that claims a batch from the ledger,
-hands it to its own transport and records the answers in one transaction right after.
+hands it to its own transport and records the answers in one transaction right after. The
+ledger's transactions are run for it by the sending command's clerks (`newsletter.send.clerk`),
+through one `LedgerLink` per thread, so a worker carries no database code.
 
 Workers are processes, not threads: building and writing 40 KB messages is CPU work that the
 GIL would serialise. Each process has its own store connections and each thread its own
 transport (for SMTP, its own connection). Because the ledger is the only coordination, workers
 of other `newsletter send` processes, on this or other machines (PostgreSQL), share the mailing.
 
-A heartbeat thread per process keeps its workers' claims fresh (`ledger.heartbeat`), so the
+The command's heartbeat keeps each live worker's claims fresh (`ledger.heartbeat`), so the
 claim lease is short whatever a batch takes. When the dispatcher sets `stopping`, each worker
 hands over nothing more: message transports get one envelope per call, so a stop waits for at
 most the message in flight (one transport timeout); the rest of the batch is given back.
@@ -20,26 +22,22 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timezone
+from multiprocessing.connection import Connection
 from typing import Any, Iterator, Sequence
-
-import sqlalchemy as sa
 
 from newsletter.bounces import verp
 from newsletter.config import Config
+from newsletter.digest.message import MailingContent
 from newsletter.errors import NewsletterError, RecipientError, TransportError
-from newsletter.send import ledger
+from newsletter.send.claims import Bounce, Claimed, LedgerLink
 from newsletter.send.copies import CopyFactories
 from newsletter.send.envelopes import envelope
-from newsletter.send.ledger import Claimed
 from newsletter.send.ratelimit import TokenBucket
-from newsletter.send.retry import MAX_RETRY_AFTER, bounce_kind, failure_reason, judge
+from newsletter.send.retry import MAX_RETRY_AFTER, bounce_kind, judge
 from newsletter.send.transport import Envelope, Result, Transport
 from newsletter.send.transports import open_transport, personalises
-from newsletter.states import DeliveryState, MailingStatus
-from newsletter.store import utcnow
-from newsletter.store.db import create_engine
-from newsletter.subscribers.suppression import record_bounce
+from newsletter.states import DeliveryState
 
 # Longest a worker waits between looks at the ledger when others hold the remaining deliveries.
 POLL_SECONDS = 1.0
@@ -50,8 +48,7 @@ class WorkerSpec:
     """What a worker process needs to know, sent to it when it is spawned."""
 
     config: Config
-    mailing_id: int
-    label: str
+    mailing: MailingContent  # the whole mailing, as it was frozen when created
     parent_pid: int
 
 
@@ -70,19 +67,18 @@ class Worker:
     suppressed, retried), ("paused", reason) and ("error", message).
     """
 
-    def __init__(self, spec: WorkerSpec, index: int, engine: sa.Engine, copies: CopyFactories,
+    def __init__(self, spec: WorkerSpec, name: str, ledger: LedgerLink, copies: CopyFactories,
                  bucket: TokenBucket | None, events: Any, stopping: Any) -> None:
         self.spec = spec
+        self.name = name  # its claims' name in the ledger (its clerk claims under it)
         self.config = spec.config
         self.bucket = bucket
         self.events = events
         self.stopping = stopping
-        self.name = ledger.worker_name(f"{spec.label}-{index}")
-        self.engine = engine
+        self.ledger = ledger
         self.copies = copies
         self.transport: Transport = open_transport(self.config)
         self.limit = min(self.config.transport.batch_size, self.transport.batch_limit)
-        self.lease = timedelta(seconds=self.config.transport.claim_lease_seconds)
         # Providers take a batch in one call, and so does SMTP, which hears a stop between two
         # messages itself (it pipelines them); other message transports take one envelope at a
         # time, so a stop is heard between any two messages.
@@ -163,15 +159,13 @@ class Worker:
         return results
 
     def run(self) -> None:
-        mailing_id = self.spec.mailing_id
         # The next batch, claimed in the transaction that recorded the last one (None: claim it
         # now): one write transaction per batch, so four connections of one SQLite store do not
         # queue for its lock twice a batch. It is claimed, not handed over, so not in doubt.
         claimed: list[Claimed] | None = None
         while not self.stopping.is_set():
             if claimed is None:
-                with self.engine.begin() as conn:
-                    claimed = ledger.claim(conn, mailing_id, self.name, self.limit, utcnow(), self.lease)
+                claimed = self.ledger.claim(self.limit)
             if not claimed:
                 claimed = None
                 if not self.wait_for_more():
@@ -181,9 +175,7 @@ class Worker:
             try:
                 claimed, envelopes = self.envelopes(claimed)
             except NewsletterError as exc:
-                with self.engine.begin() as conn:
-                    ledger.release(conn, self.name, [c.id for c in claimed])
-                    ledger.pause(conn, mailing_id, f"cannot build the message: {exc}")
+                self.ledger.release([c.id for c in claimed], pause=f"cannot build the message: {exc}")
                 raise
             wait_after: float | None = None
             try:
@@ -192,61 +184,46 @@ class Worker:
                 if exc.permanent:
                     # The transport itself is unusable (login refused, bad token): no delivery is to
                     # blame, so none is failed; the mailing waits for the operator.
-                    with self.engine.begin() as conn:
-                        ledger.release(conn, self.name, [c.id for c in claimed])
-                        ledger.pause(conn, mailing_id, str(exc))
+                    self.ledger.release([c.id for c in claimed], pause=str(exc))
                     self.events.put(("paused", str(exc)))
                     return
                 results = [Result(e.key, e.recipient, exc) for e in envelopes]
                 # The server asked everyone to slow down: this worker waits too, not just the batch.
                 wait_after = exc.retry_after
             if len(results) < len(claimed):
-                with self.engine.begin() as conn:
-                    ledger.release(conn, self.name, [c.id for c in claimed[len(results):]])
+                self.ledger.release([c.id for c in claimed[len(results):]])
             carry_on = len(results) == len(claimed) and not wait_after
             claimed = self.record(claimed[:len(results)], results, claim_next=carry_on) if results else None
             if wait_after:
                 self.stopping.wait(min(wait_after, MAX_RETRY_AFTER))
         if claimed:
             # Stopped with the next batch claimed and not handed over: it goes back untouched.
-            with self.engine.begin() as conn:
-                ledger.release(conn, self.name, [c.id for c in claimed])
+            self.ledger.release([c.id for c in claimed])
 
     def record(self, claimed: list[Claimed], results: list[Result], *,
                claim_next: bool = False) -> list[Claimed] | None:
         """Record the answers; with `claim_next` (and no stop asked), claim the next batch in the
         same transaction and return it."""
-        now = utcnow()
+        now = datetime.now(timezone.utc)
         outcomes = judge(self.config, claimed, results, now)
         failed = [(c, r) for c, r, o in zip(claimed, results, outcomes) if o.state == DeliveryState.FAILED]
-        following: list[Claimed] | None = None
-        with self.engine.begin() as conn:
-            ledger.record(conn, self.name, outcomes, now)
-            for c, r in failed:
-                kind = bounce_kind(r)
-                if kind:
-                    record_bounce(conn, c.recipient.email, kind, self.transport.name, str(r.error),
-                                  self.config.transport.soft_bounce_limit)
-            if failed:
-                reason = failure_reason(self.config, ledger.count(conn, self.spec.mailing_id), str(failed[-1][1].error))
-                if reason and ledger.pause(conn, self.spec.mailing_id, reason):
-                    self.events.put(("paused", reason))
-            if claim_next and not self.stopping.is_set():
-                following = ledger.claim(conn, self.spec.mailing_id, self.name, self.limit, now, self.lease)
+        bounces = [Bounce(c.recipient.email, kind, self.transport.name, str(r.error))
+                   for c, r in failed if (kind := bounce_kind(r))]
+        recorded = self.ledger.record(outcomes, now, bounces, str(failed[-1][1].error) if failed else None,
+                                      self.limit if claim_next and not self.stopping.is_set() else 0)
+        if recorded.paused:
+            self.events.put(("paused", recorded.paused))
         states = [o.state for o in outcomes]
         self.events.put(("progress", states.count(DeliveryState.SENT), states.count(DeliveryState.FAILED), 0,
                          states.count(DeliveryState.PENDING)))
-        return following
+        return recorded.following
 
     def wait_for_more(self) -> bool:
         """Nothing to claim now: wait for retries or other workers, or say the work is over."""
-        with self.engine.connect() as conn:
-            status = ledger.status(conn, self.spec.mailing_id)
-            left = ledger.unfinished(conn, self.spec.mailing_id)
-            due = ledger.next_retry(conn, self.spec.mailing_id)
-        if status != MailingStatus.SENDING or left == 0:
+        outlook = self.ledger.outlook()
+        if outlook.over:
             return False
-        wait = POLL_SECONDS if due is None else (due - utcnow()).total_seconds()
+        wait = POLL_SECONDS if outlook.due is None else (outlook.due - datetime.now(timezone.utc)).total_seconds()
         self.stopping.wait(min(max(wait, 0.05), POLL_SECONDS))
         return True
 
@@ -262,8 +239,11 @@ class Worker:
             self.transport.close()
 
 
-def worker_main(spec: WorkerSpec, threads: int, bucket: TokenBucket | None, events: Any, stopping: Any) -> None:
-    """A worker process: its own store connections and `threads` transports (SMTP connections).
+def worker_main(spec: WorkerSpec, links: list[tuple[str, Connection]], copies_link: Connection,
+                bucket: TokenBucket | None, events: Any, stopping: Any) -> None:
+    """A worker process: one thread and one transport (SMTP connection) per link to a clerk
+    (with the name its clerk claims under); `copies_link` is the one through which it reads the
+    mailing's per-reader copies.
 
     Threads share the process's message factory; while one waits on the network another builds
     and writes, which is where threads help. Processes are what spread the CPU work over cores.
@@ -273,21 +253,19 @@ def worker_main(spec: WorkerSpec, threads: int, bucket: TokenBucket | None, even
     _die_with_parent(spec.parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
-    engine = create_engine(spec.config.store_url)
+    reader = LedgerLink(copies_link)
     try:
-        with engine.connect() as conn:
-            mailing = ledger.mailing(conn, spec.mailing_id)
-        copies = CopyFactories(spec.config, engine, mailing, provider=personalises(spec.config.transport.kind))
-        workers = [Worker(spec, i, engine, copies, bucket, events, stopping) for i in range(threads)]
+        copies = CopyFactories(spec.config, spec.mailing, reader.copy,
+                               provider=personalises(spec.config.transport.kind))
+        workers = [Worker(spec, name, LedgerLink(link), copies, bucket, events, stopping) for name, link in links]
     except NewsletterError as exc:
         events.put(("error", str(exc)))
-        engine.dispose()
         return
     running = [threading.Thread(target=w.run_reporting, name=w.name) for w in workers]
-    lease = timedelta(seconds=spec.config.transport.claim_lease_seconds)
-    with ledger.heartbeat(engine, spec.mailing_id, [w.name for w in workers], lease):
-        for t in running:
-            t.start()
-        for t in running:
-            t.join()
-    engine.dispose()
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    for w in workers:
+        w.ledger.close()
+    reader.close()
